@@ -1,0 +1,23 @@
+//! netpoll: epoll-based networking for TCP and Unix sockets, with two faces over one set of pollers.
+//!
+//! - The **reactor face** (after CloudWeGo netpoll): pollers that read into zero-copy
+//!   [`buffer::LinkBuffer`]s and hand connections to handlers.
+//! - The **Go-net face** (after Go's runtime netpoller and `net` package): blocking-style
+//!   connections with deadlines, parked on the same pollers.
+//!
+//! The layers, bottom up (imports point downward only):
+//!
+//! | module     | owns |
+//! |------------|------|
+//! | `sys`      | every syscall and FFI `unsafe`: epoll, eventfd, readv/sendmsg, accept4 |
+//! | [`buffer`] | `LinkBuffer`: pooled blocks, nocopy `Reader`/`Writer` (knows nothing of sockets) |
+//! | [`poll`]   | [`poll::Poller`] threads and the [`poll::PollManager`] that balances fds across them |
+//!
+//! See `docs/ARCHITECTURE.md` for the map.
+#![deny(missing_docs)]
+#![cfg(target_os = "linux")]
+
+pub mod buffer;
+mod loom;
+pub mod poll;
+mod sys;

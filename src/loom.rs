@@ -1,0 +1,15 @@
+//! Swaps std's synchronisation primitives for loom's under `--cfg loom`, so the lock-free state
+//! machines can be model-checked with the same source (the `bytes` crate does the same).
+#![allow(unused_imports)]
+
+#[cfg(loom)]
+pub(crate) use loom::sync::{
+    atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    Arc, Mutex,
+};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::{
+    atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    Arc, Mutex,
+};

@@ -1,0 +1,429 @@
+//! One poller: an epoll instance, its thread, its trigger and its registration table.
+//!
+//! The loop, once per wake:
+//! 1. `epoll_wait` into the event array (128 entries, doubled whenever a wait fills it, up to
+//!    128 Ki, as CloudWeGo netpoll does);
+//! 2. under the table lock, map each token to its registration, dropping stale generations;
+//! 3. without the lock, re-check each registration is still current and call `on_ready`;
+//!    hang-ups and errors are set aside;
+//! 4. after the batch, detach each hung-up registration and call its `on_hangup`;
+//! 5. if the trigger fired, run the queued tasks.
+
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle, ThreadId};
+
+use super::registration::{RegistrationInner, Slab, TRIGGER_TOKEN};
+use super::{PollEvent, Ready, Registration};
+use crate::sys::{EventFd, Events, Interest, Selector};
+
+const INITIAL_EVENTS: usize = 128;
+const MAX_EVENTS: usize = 128 * 1024;
+
+type Task = Box<dyn FnOnce() + Send>;
+
+/// One event loop on its own thread. Cheap to share as `Arc<Poller>`; dropping the last handle
+/// closes it.
+pub struct Poller {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shared {
+    id: usize,
+    selector: Selector,
+    trigger_fd: EventFd,
+    /// Set by the first `trigger()` since the poller last drained the eventfd; later triggers
+    /// see it set and skip the write.
+    triggered: AtomicU32,
+    table: Mutex<Slab>,
+    tasks: Mutex<Vec<Task>>,
+    closing: AtomicBool,
+    /// Retired by its manager: close once the last registration is detached.
+    retired: AtomicBool,
+    stopped: Mutex<bool>,
+    stopped_cv: Condvar,
+    thread_id: Mutex<Option<ThreadId>>,
+    stats: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    waits: AtomicU64,
+    wakes: AtomicU64,
+    trigger_writes: AtomicU64,
+    events: AtomicU64,
+    capacity: AtomicUsize,
+}
+
+/// Counters of one poller, for tests and diagnostics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollerStats {
+    /// `epoll_wait` calls that returned.
+    pub waits: u64,
+    /// Times the loop found its eventfd triggered and drained it.
+    pub wakes: u64,
+    /// Times `trigger()` actually wrote the eventfd (the rest were coalesced).
+    pub trigger_writes: u64,
+    /// Events delivered to owners (`on_ready` plus `on_hangup` calls).
+    pub events: u64,
+    /// Current size of the event array.
+    pub event_capacity: usize,
+    /// Registrations currently attached.
+    pub registrations: usize,
+}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+impl Poller {
+    /// Opens an epoll instance and an eventfd and starts the loop thread.
+    pub fn new() -> io::Result<Arc<Poller>> {
+        let shared = Arc::new(Shared {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            selector: Selector::new()?,
+            trigger_fd: EventFd::new()?,
+            triggered: AtomicU32::new(0),
+            table: Mutex::new(Slab::default()),
+            tasks: Mutex::new(Vec::new()),
+            closing: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
+            stopped: Mutex::new(false),
+            stopped_cv: Condvar::new(),
+            thread_id: Mutex::new(None),
+            stats: Counters {
+                capacity: AtomicUsize::new(INITIAL_EVENTS),
+                ..Counters::default()
+            },
+        });
+        let trigger = Interest {
+            readable: true,
+            writable: false,
+            edge: false,
+        };
+        use std::os::fd::AsRawFd;
+        shared
+            .selector
+            .register(shared.trigger_fd.as_raw_fd(), TRIGGER_TOKEN, trigger)?;
+        let loop_shared = Arc::clone(&shared);
+        let thread = thread::Builder::new()
+            .name(format!("netpoll-poller-{}", shared.id))
+            .spawn(move || run(loop_shared))?;
+        *lock(&shared.thread_id) = Some(thread.thread().id());
+        Ok(Arc::new(Poller {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        }))
+    }
+
+    /// A process-unique id of this poller.
+    pub fn id(&self) -> usize {
+        self.shared.id
+    }
+
+    /// Wakes the loop if it is blocked in `epoll_wait`. Only the first trigger since the loop
+    /// last woke writes the eventfd; the rest coalesce into that one wake.
+    pub fn trigger(&self) -> io::Result<()> {
+        self.shared.trigger()
+    }
+
+    /// Runs `task` on the poller thread soon (after the current batch, or after a wake).
+    pub fn execute(&self, task: impl FnOnce() + Send + 'static) -> io::Result<()> {
+        if self.shared.closing.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
+        lock(&self.shared.tasks).push(Box::new(task));
+        self.shared.trigger()
+    }
+
+    /// Changes what the kernel reports for `registration`; see [`PollEvent`] for each operation.
+    ///
+    /// `Readable` and `Writable` attach an unattached registration to this poller; the others
+    /// need it attached here. Errors: `InvalidInput` when the registration is attached elsewhere
+    /// (or not at all, for the modifying events), the poller's closed error once it has closed,
+    /// and whatever `epoll_ctl` reports.
+    pub fn control(&self, registration: &Registration, event: PollEvent) -> io::Result<()> {
+        self.shared.control(&registration.inner, event)
+    }
+
+    /// Stops the loop and joins its thread. Idempotent. Called from the poller's own thread (a
+    /// handler) it only asks the loop to stop. Registrations still attached are dropped without
+    /// further callbacks; their fds remain their owners' to close.
+    pub fn close(&self) {
+        self.shared.begin_close();
+        if self.shared.on_poller_thread() {
+            return;
+        }
+        if let Some(thread) = lock(&self.thread).take() {
+            // A panic on the poller thread was already reported by the panic hook; the loop is
+            // gone either way.
+            let _ = thread.join();
+        }
+    }
+
+    /// True once the loop has exited.
+    pub fn is_closed(&self) -> bool {
+        *lock(&self.shared.stopped)
+    }
+
+    /// Waits up to `timeout` for the loop to exit; true if it has.
+    pub fn wait_closed(&self, timeout: std::time::Duration) -> bool {
+        let stopped = lock(&self.shared.stopped);
+        let (stopped, _) = self
+            .shared
+            .stopped_cv
+            .wait_timeout_while(stopped, timeout, |stopped| !*stopped)
+            .unwrap_or_else(|e| e.into_inner());
+        *stopped
+    }
+
+    /// The number of registrations attached to this poller.
+    pub fn registrations(&self) -> usize {
+        lock(&self.shared.table).live()
+    }
+
+    /// A snapshot of this poller's counters.
+    pub fn stats(&self) -> PollerStats {
+        let c = &self.shared.stats;
+        PollerStats {
+            waits: c.waits.load(Ordering::Relaxed),
+            wakes: c.wakes.load(Ordering::Relaxed),
+            trigger_writes: c.trigger_writes.load(Ordering::Relaxed),
+            events: c.events.load(Ordering::Relaxed),
+            event_capacity: c.capacity.load(Ordering::Relaxed),
+            registrations: self.registrations(),
+        }
+    }
+
+    /// Marks the poller as leaving its manager: it closes itself once no registration is left.
+    pub(crate) fn retire(&self) {
+        self.shared.retired.store(true, Ordering::Release);
+        if self.registrations() == 0 {
+            self.shared.begin_close();
+        }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl std::fmt::Debug for Poller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller")
+            .field("id", &self.shared.id)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Shared {
+    fn trigger(&self) -> io::Result<()> {
+        if self.triggered.swap(1, Ordering::AcqRel) != 0 {
+            return Ok(());
+        }
+        self.stats.trigger_writes.fetch_add(1, Ordering::Relaxed);
+        self.trigger_fd.notify()
+    }
+
+    fn begin_close(&self) {
+        if !self.closing.swap(true, Ordering::AcqRel) {
+            // Bypass coalescing: the loop must see this wake even if a trigger is pending.
+            let _ = self.trigger_fd.notify();
+        }
+    }
+
+    fn on_poller_thread(&self) -> bool {
+        *lock(&self.thread_id) == Some(thread::current().id())
+    }
+
+    fn control(&self, reg: &Arc<RegistrationInner>, event: PollEvent) -> io::Result<()> {
+        let (interest, attach) = match event {
+            PollEvent::Readable => (Interest::READ, true),
+            PollEvent::Writable => (Interest::WRITE_EDGE, true),
+            PollEvent::ModReadable | PollEvent::RW2R => (Interest::READ, false),
+            PollEvent::R2RW => (Interest::READ_WRITE, false),
+            PollEvent::Detach => return self.detach(reg, None).map(|_| ()),
+        };
+        // Attach and detach change the table and the kernel together, under the table lock, so
+        // an event can never name a token the table has not seen.
+        let mut table = lock(&self.table);
+        if self.closing.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
+        let current = reg.token.load(Ordering::Acquire);
+        if attach {
+            if current != 0 {
+                return Err(invalid("registration is already attached to a poller"));
+            }
+            let token = table.insert(Arc::clone(reg));
+            if let Err(e) = self.selector.register(reg.fd, token, interest) {
+                table.remove(token);
+                return Err(e);
+            }
+            reg.poller_id.store(self.id, Ordering::Relaxed);
+            reg.token.store(token, Ordering::Release);
+            Ok(())
+        } else {
+            if current == 0 || reg.poller_id.load(Ordering::Relaxed) != self.id {
+                return Err(invalid("registration is not attached to this poller"));
+            }
+            self.selector.reregister(reg.fd, current, interest)
+        }
+    }
+
+    /// Detaches `reg` if it is attached here (and, when `expected` is given, still under that
+    /// token). Returns whether it was attached.
+    fn detach(&self, reg: &Arc<RegistrationInner>, expected: Option<u64>) -> io::Result<bool> {
+        let mut table = lock(&self.table);
+        let current = reg.token.load(Ordering::Acquire);
+        if current == 0 || reg.poller_id.load(Ordering::Relaxed) != self.id {
+            return match expected {
+                Some(_) => Ok(false),
+                None => Err(invalid("registration is not attached to this poller")),
+            };
+        }
+        if expected.is_some_and(|t| t != current) {
+            return Ok(false);
+        }
+        reg.token.store(0, Ordering::Release);
+        table.remove(current);
+        let result = self.selector.deregister(reg.fd);
+        let last = table.live() == 0;
+        drop(table);
+        if last && self.retired.load(Ordering::Acquire) {
+            self.begin_close();
+        }
+        // ENOENT/EBADF: the owner closed the fd before detaching; the kernel already forgot it.
+        match result {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EBADF)) => Ok(true),
+            Err(e) => Err(e),
+            Ok(()) => Ok(true),
+        }
+    }
+
+    fn run_tasks(&self) {
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        for task in tasks {
+            // As with handlers, a panicking task was reported by the hook and must not stop
+            // the loop.
+            let _ = panic::catch_unwind(AssertUnwindSafe(task));
+        }
+    }
+}
+
+impl Interest {
+    const READ: Interest = Interest {
+        readable: true,
+        writable: false,
+        edge: false,
+    };
+    const READ_WRITE: Interest = Interest {
+        readable: true,
+        writable: true,
+        edge: false,
+    };
+    const WRITE_EDGE: Interest = Interest {
+        readable: false,
+        writable: true,
+        edge: true,
+    };
+}
+
+/// The loop thread.
+fn run(shared: Arc<Shared>) {
+    let mut events = Events::with_capacity(INITIAL_EVENTS);
+    let mut batch: Vec<(Arc<RegistrationInner>, u64, Ready)> = Vec::new();
+    let mut hangups: Vec<(Arc<RegistrationInner>, u64, Ready)> = Vec::new();
+    while !shared.closing.load(Ordering::Acquire) {
+        if let Err(e) = shared.selector.select(&mut events, None) {
+            // epoll_wait fails only on a broken epoll fd or bad arguments: nothing to recover.
+            eprintln!("netpoll: poller {} stopped: epoll_wait: {e}", shared.id);
+            break;
+        }
+        shared.stats.waits.fetch_add(1, Ordering::Relaxed);
+
+        let mut triggered = false;
+        {
+            let table = lock(&shared.table);
+            for (token, ready) in events.iter() {
+                if token == TRIGGER_TOKEN {
+                    triggered = true;
+                } else if let Some(reg) = table.get(token) {
+                    batch.push((Arc::clone(reg), token, ready));
+                }
+            }
+        }
+
+        for (reg, token, ready) in batch.drain(..) {
+            // An earlier handler of this batch may have detached it; then the event is stale.
+            if reg.token.load(Ordering::Acquire) != token {
+                continue;
+            }
+            if ready.is_hangup_or_error() {
+                hangups.push((Arc::clone(&reg), token, ready));
+            }
+            if let Some(handler) = reg.handler.upgrade() {
+                shared.stats.events.fetch_add(1, Ordering::Relaxed);
+                // A panicking owner must not take every other fd of this poller down with it:
+                // the panic hook has reported it; cut the owner off and carry on.
+                let call = AssertUnwindSafe(|| handler.on_ready(ready));
+                if panic::catch_unwind(call).is_err() {
+                    let _ = shared.detach(&reg, Some(token));
+                }
+            }
+        }
+
+        for (reg, token, ready) in hangups.drain(..) {
+            if matches!(shared.detach(&reg, Some(token)), Ok(true)) {
+                if let Some(handler) = reg.handler.upgrade() {
+                    shared.stats.events.fetch_add(1, Ordering::Relaxed);
+                    let _ = panic::catch_unwind(AssertUnwindSafe(|| handler.on_hangup(ready)));
+                }
+            }
+        }
+
+        if triggered {
+            // Drain first, then clear the flag: a trigger racing in between sees the flag still
+            // set and skips its write, but its task is queued before the flag is cleared, so the
+            // run_tasks below sees it. A trigger after the clear writes and wakes the next wait.
+            let _ = shared.trigger_fd.drain();
+            shared.triggered.store(0, Ordering::Release);
+            shared.stats.wakes.fetch_add(1, Ordering::Relaxed);
+            shared.run_tasks();
+        }
+
+        if events.len() == events.capacity() && events.capacity() < MAX_EVENTS {
+            events.resize(events.capacity() * 2);
+            shared
+                .stats
+                .capacity
+                .store(events.capacity(), Ordering::Relaxed);
+        }
+    }
+
+    // Closing: forget every registration so no further callback can run, and drop queued tasks.
+    let orphans: Vec<_> = lock(&shared.table).drain().collect();
+    for reg in orphans {
+        reg.token.store(0, Ordering::Release);
+    }
+    lock(&shared.tasks).clear();
+    *lock(&shared.stopped) = true;
+    shared.stopped_cv.notify_all();
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The poller's locks guard plain data that no panic leaves half-updated.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn closed_error() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "poller is closed")
+}
+
+fn invalid(msg: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
