@@ -17,7 +17,20 @@
 #![deny(missing_docs)]
 #![cfg(target_os = "linux")]
 
+mod addr;
 pub mod buffer;
+pub mod connection;
+mod dialer;
+mod event_loop;
+mod listener;
 mod loom;
 pub mod poll;
+pub mod runner;
 mod sys;
+
+pub use addr::Addr;
+pub use connection::{ConnReader, ConnWriter, Connection};
+pub use dialer::{dial_connection, Dialer};
+pub use event_loop::{EventLoop, EventLoopBuilder};
+pub use listener::Listener;
+pub use runner::HandlerPool;

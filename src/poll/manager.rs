@@ -42,6 +42,18 @@ impl PollManager {
         Ok(manager)
     }
 
+    /// The process-wide pollers ([`default_num_loops`] of them, round robin), started on first
+    /// use; what servers and dialers use unless given their own.
+    pub fn global() -> io::Result<&'static PollManager> {
+        static GLOBAL: std::sync::OnceLock<PollManager> = std::sync::OnceLock::new();
+        if let Some(manager) = GLOBAL.get() {
+            return Ok(manager);
+        }
+        let manager = PollManager::new(default_num_loops())?;
+        // If another thread won the race, its manager is kept and ours closes on drop.
+        Ok(GLOBAL.get_or_init(|| manager))
+    }
+
     /// The number of pollers taking new picks.
     pub fn num_loops(&self) -> usize {
         read(&self.pollers).len()

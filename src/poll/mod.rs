@@ -10,6 +10,7 @@ mod balance;
 mod manager;
 mod poller;
 mod registration;
+mod timer;
 
 pub use crate::sys::Ready;
 pub use balance::LoadBalance;

@@ -14,8 +14,10 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle, ThreadId};
+use std::time::Instant;
 
 use super::registration::{RegistrationInner, Slab, TRIGGER_TOKEN};
+use super::timer::{TimerTask, Timers};
 use super::{PollEvent, Ready, Registration};
 use crate::sys::{EventFd, Events, Interest, Selector};
 
@@ -40,6 +42,7 @@ struct Shared {
     triggered: AtomicU32,
     table: Mutex<Slab>,
     tasks: Mutex<Vec<Task>>,
+    timers: Mutex<Timers>,
     closing: AtomicBool,
     /// Retired by its manager: close once the last registration is detached.
     retired: AtomicBool,
@@ -87,6 +90,7 @@ impl Poller {
             triggered: AtomicU32::new(0),
             table: Mutex::new(Slab::default()),
             tasks: Mutex::new(Vec::new()),
+            timers: Mutex::new(Timers::default()),
             closing: AtomicBool::new(false),
             retired: AtomicBool::new(false),
             stopped: Mutex::new(false),
@@ -117,6 +121,11 @@ impl Poller {
         }))
     }
 
+    /// True when called from this poller's own thread (inside a handler, task or timer).
+    pub(crate) fn is_current_thread(&self) -> bool {
+        self.shared.on_poller_thread()
+    }
+
     /// A process-unique id of this poller.
     pub fn id(&self) -> usize {
         self.shared.id
@@ -137,6 +146,26 @@ impl Poller {
         self.shared.trigger()
     }
 
+    /// Runs `task` on the poller thread at `deadline` (or soon after, at millisecond
+    /// resolution). Timers cannot be cancelled: a task whose reason went away should check and
+    /// do nothing. Dropped unrun if the poller closes first.
+    pub fn schedule(
+        &self,
+        deadline: Instant,
+        task: impl FnOnce() + Send + 'static,
+    ) -> io::Result<()> {
+        if self.shared.closing.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
+        let earliest = lock(&self.shared.timers).push(deadline, Box::new(task));
+        // The loop computes its wait from the earliest timer before sleeping; a new earliest
+        // timer from another thread must wake it to recompute.
+        if earliest && !self.shared.on_poller_thread() {
+            self.shared.trigger()?;
+        }
+        Ok(())
+    }
+
     /// Changes what the kernel reports for `registration`; see [`PollEvent`] for each operation.
     ///
     /// `Readable` and `Writable` attach an unattached registration to this poller; the others
@@ -145,6 +174,22 @@ impl Poller {
     /// and whatever `epoll_ctl` reports.
     pub fn control(&self, registration: &Registration, event: PollEvent) -> io::Result<()> {
         self.shared.control(&registration.inner, event)
+    }
+
+    /// Sets the interest of an attached registration directly (level-triggered); used to stop
+    /// reading a connection whose input is full, and to rest a listener after `EMFILE`.
+    pub(crate) fn set_interest(
+        &self,
+        registration: &Registration,
+        readable: bool,
+        writable: bool,
+    ) -> io::Result<()> {
+        let interest = Interest {
+            readable,
+            writable,
+            edge: false,
+        };
+        self.shared.modify(&registration.inner, interest)
     }
 
     /// Stops the loop and joins its thread. Idempotent. Called from the poller's own thread (a
@@ -268,11 +313,17 @@ impl Shared {
             reg.token.store(token, Ordering::Release);
             Ok(())
         } else {
-            if current == 0 || reg.poller_id.load(Ordering::Relaxed) != self.id {
-                return Err(invalid("registration is not attached to this poller"));
-            }
-            self.selector.reregister(reg.fd, current, interest)
+            drop(table);
+            self.modify(reg, interest)
         }
+    }
+
+    fn modify(&self, reg: &Arc<RegistrationInner>, interest: Interest) -> io::Result<()> {
+        let current = reg.token.load(Ordering::Acquire);
+        if current == 0 || reg.poller_id.load(Ordering::Relaxed) != self.id {
+            return Err(invalid("registration is not attached to this poller"));
+        }
+        self.selector.reregister(reg.fd, current, interest)
     }
 
     /// Detaches `reg` if it is attached here (and, when `expected` is given, still under that
@@ -338,8 +389,12 @@ fn run(shared: Arc<Shared>) {
     let mut events = Events::with_capacity(INITIAL_EVENTS);
     let mut batch: Vec<(Arc<RegistrationInner>, u64, Ready)> = Vec::new();
     let mut hangups: Vec<(Arc<RegistrationInner>, u64, Ready)> = Vec::new();
+    let mut due: Vec<TimerTask> = Vec::new();
     while !shared.closing.load(Ordering::Acquire) {
-        if let Err(e) = shared.selector.select(&mut events, None) {
+        let timeout = lock(&shared.timers)
+            .next_deadline()
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        if let Err(e) = shared.selector.select(&mut events, timeout) {
             // epoll_wait fails only on a broken epoll fd or bad arguments: nothing to recover.
             eprintln!("netpoll: poller {} stopped: epoll_wait: {e}", shared.id);
             break;
@@ -396,6 +451,11 @@ fn run(shared: Arc<Shared>) {
             shared.run_tasks();
         }
 
+        lock(&shared.timers).expired(Instant::now(), &mut due);
+        for task in due.drain(..) {
+            let _ = panic::catch_unwind(AssertUnwindSafe(task));
+        }
+
         if events.len() == events.capacity() && events.capacity() < MAX_EVENTS {
             events.resize(events.capacity() * 2);
             shared
@@ -411,6 +471,7 @@ fn run(shared: Arc<Shared>) {
         reg.token.store(0, Ordering::Release);
     }
     lock(&shared.tasks).clear();
+    lock(&shared.timers).clear();
     *lock(&shared.stopped) = true;
     shared.stopped_cv.notify_all();
 }

@@ -97,3 +97,81 @@ pub fn hold(poller: &Poller) -> Sender<()> {
         .expect("poller did not enter the task");
     release_tx
 }
+
+/// A server running `serve` on its own thread; shut down (and joined) on drop.
+pub struct TestServer<C: Send + Sync + 'static = ()> {
+    pub server: Arc<netpoll::EventLoop<C>>,
+    pub addr: std::net::SocketAddr,
+    pub serving: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl<C: Send + Sync + 'static> TestServer<C> {
+    pub fn start(server: netpoll::EventLoop<C>) -> TestServer<C> {
+        let listener = netpoll::Listener::bind_tcp("127.0.0.1:0").unwrap();
+        let addr = *listener.local_addr().as_inet().unwrap();
+        TestServer::start_on(server, listener, addr)
+    }
+
+    pub fn start_on(
+        server: netpoll::EventLoop<C>,
+        listener: netpoll::Listener,
+        addr: std::net::SocketAddr,
+    ) -> TestServer<C> {
+        let server = Arc::new(server);
+        let serving = {
+            let server = server.clone();
+            std::thread::spawn(move || server.serve(listener))
+        };
+        TestServer {
+            server,
+            addr,
+            serving: Some(serving),
+        }
+    }
+
+    pub fn connect(&self) -> std::net::TcpStream {
+        let stream = std::net::TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(LIMIT)).unwrap();
+        stream.set_write_timeout(Some(LIMIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream
+    }
+
+    /// Shuts down and returns what `serve` returned.
+    pub fn stop(&mut self) -> std::io::Result<()> {
+        let _ = self.server.shutdown(std::time::Instant::now() + LIMIT);
+        match self.serving.take() {
+            Some(handle) => handle.join().expect("serve panicked"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<C: Send + Sync + 'static> Drop for TestServer<C> {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// An echo handler: sends back whatever arrived.
+pub fn echo<C>(_: &C, conn: &netpoll::Connection) -> std::io::Result<()> {
+    let mut reader = conn.reader();
+    let data = reader.next(reader.len())?;
+    drop(reader);
+    let mut writer = conn.writer();
+    writer.write_direct(data)?;
+    writer.flush()
+}
+
+/// Deterministic test data: byte `i` of stream `seed`.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

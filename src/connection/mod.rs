@@ -1,0 +1,530 @@
+//! `Connection`: a socket registered on a poller, with input and output `LinkBuffer`s.
+//!
+//! Who does what:
+//! - the **poller thread** reads into the input buffer (`readv` straight into booked blocks),
+//!   sends the output buffer while a flush waits for room, and reports hang-ups;
+//! - the **handler task** (on the handler pool, or inline on the poller) runs `on_connect` and
+//!   `on_request`, at most one at a time per connection;
+//! - **any thread** may read (waiting for bytes), write and flush, and close.
+//!
+//! The flags they race on live in one state word ([`state`]); the byte counters `arrived` and
+//! `consumed` tell the handler task whether a call made progress, so a handler that leaves a
+//! partial frame is not called again until more input arrives.
+
+mod dial;
+mod io;
+mod process;
+mod reader;
+pub(crate) mod state;
+pub(crate) mod stub_buffer;
+mod writer;
+
+use std::fmt;
+use std::io::{Error, ErrorKind, Result};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use socket2::Socket;
+
+pub use reader::ConnReader;
+pub use writer::ConnWriter;
+
+use crate::addr::Addr;
+use crate::poll::{EventHandler, PollEvent, Poller, Registration};
+use crate::runner::HandlerPool;
+use state::*;
+use stub_buffer::LinkBuffer;
+
+/// Default cap on unread input per connection: past it the poller stops reading the socket until
+/// the handler consumes (a single `next(n)` larger than this still gets its n bytes).
+pub const DEFAULT_INPUT_CAP: usize = 1 << 20;
+/// Default cap on unsent output per connection: writes past it wait for the peer to read,
+/// bounded by the write timeout.
+pub const DEFAULT_OUTPUT_CAP: usize = 4 << 20;
+
+/// The handler for input on a connection. Returning an error closes the connection.
+pub type OnRequest = Arc<dyn Fn(&Connection) -> Result<()> + Send + Sync>;
+type OnceCallback = Box<dyn FnOnce(&Connection) + Send>;
+
+/// A TCP or Unix-socket connection driven by a poller. Cheap to clone; clones share the
+/// connection.
+///
+/// Reading waits: [`ConnReader::next`] returns once n bytes arrived, the read timeout passed
+/// (`TimedOut`), or the connection closed (`UnexpectedEof` when the peer finished,
+/// `NotConnected` when it was closed here). Writing buffers until [`Connection::flush`].
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) inner: Arc<ConnInner>,
+}
+
+/// Where handler tasks run.
+#[derive(Clone, Debug)]
+pub(crate) enum Executor {
+    /// On a handler pool thread.
+    Pool(HandlerPool),
+    /// On the poller thread itself: for handlers that never block.
+    Inline,
+}
+
+/// Per-connection settings fixed at creation.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnOptions {
+    pub(crate) executor: Executor,
+    pub(crate) input_cap: usize,
+    pub(crate) output_cap: usize,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+impl Default for ConnOptions {
+    fn default() -> ConnOptions {
+        ConnOptions {
+            executor: Executor::Pool(crate::runner::default_pool()),
+            input_cap: DEFAULT_INPUT_CAP,
+            output_cap: DEFAULT_OUTPUT_CAP,
+            read_timeout: None,
+            write_timeout: None,
+            idle_timeout: None,
+        }
+    }
+}
+
+pub(crate) struct ConnInner {
+    /// Itself, for callbacks that get `&self` from the poller but must hand out an `Arc`.
+    this: std::sync::Weak<ConnInner>,
+    socket: Socket,
+    registration: Registration,
+    poller: Arc<Poller>,
+    executor: Executor,
+    state: State,
+    /// Known at creation for accepted sockets; set once connected for dialed ones.
+    local_addr: OnceLock<Addr>,
+    peer_addr: Addr,
+
+    input: LinkBuffer,
+    output: LinkBuffer,
+    /// Serialises readers (the buffer's consumer side is single-threaded).
+    read_lock: Mutex<()>,
+    /// Serialises writers (the buffer's producer side is single-threaded).
+    write_lock: Mutex<()>,
+    /// Serialises senders of the output buffer: a flushing user or the poller.
+    send_lock: Mutex<()>,
+    /// Serialises epoll interest changes so the kernel sees the latest flags.
+    interest_lock: Mutex<()>,
+
+    /// Bytes the poller has published to `input`, ever.
+    arrived: AtomicU64,
+    /// Bytes readers have taken from `input`, ever.
+    consumed: AtomicU64,
+    /// Bytes a waiting reader needs buffered; 0 when no reader waits.
+    wait_size: AtomicUsize,
+    /// How many bytes the next `readv` books; grows with the sizes reads return.
+    book_size: AtomicUsize,
+    waiters: Mutex<()>,
+    read_ready: Condvar,
+    write_ready: Condvar,
+
+    input_cap: usize,
+    output_cap: usize,
+    read_timeout_ms: AtomicU64,
+    write_timeout_ms: AtomicU64,
+    idle_timeout_ms: AtomicU64,
+    /// Milliseconds since `epoch()` of the last byte read or written.
+    last_active: AtomicU64,
+    /// Bumped by every `set_idle_timeout`, so an older idle timer chain stops.
+    idle_seq: AtomicU32,
+
+    callbacks: Mutex<Callbacks>,
+    close_reason: OnceLock<ErrorKind>,
+}
+
+#[derive(Default)]
+struct Callbacks {
+    on_request: Option<OnRequest>,
+    on_connect: Option<OnceCallback>,
+    on_disconnect: Option<OnceCallback>,
+    on_close: Vec<OnceCallback>,
+}
+
+impl Connection {
+    /// Wraps a connected non-blocking socket; not yet registered.
+    pub(crate) fn new(
+        socket: Socket,
+        poller: Arc<Poller>,
+        local_addr: Option<Addr>,
+        peer_addr: Addr,
+        options: &ConnOptions,
+        initial_state: u32,
+    ) -> Connection {
+        let fd = socket.as_raw_fd();
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<ConnInner>| {
+            let handler: std::sync::Weak<dyn EventHandler> = weak.clone();
+            ConnInner {
+                this: weak.clone(),
+                socket,
+                registration: Registration::new(fd, handler),
+                poller,
+                executor: options.executor.clone(),
+                state: State::new(initial_state),
+                local_addr: local_addr.map(OnceLock::from).unwrap_or_default(),
+                peer_addr,
+                input: LinkBuffer::new(),
+                output: LinkBuffer::new(),
+                read_lock: Mutex::new(()),
+                write_lock: Mutex::new(()),
+                send_lock: Mutex::new(()),
+                interest_lock: Mutex::new(()),
+                arrived: AtomicU64::new(0),
+                consumed: AtomicU64::new(0),
+                wait_size: AtomicUsize::new(0),
+                book_size: AtomicUsize::new(io::INITIAL_BOOK_SIZE),
+                waiters: Mutex::new(()),
+                read_ready: Condvar::new(),
+                write_ready: Condvar::new(),
+                input_cap: options.input_cap,
+                output_cap: options.output_cap,
+                read_timeout_ms: AtomicU64::new(to_ms(options.read_timeout)),
+                write_timeout_ms: AtomicU64::new(to_ms(options.write_timeout)),
+                idle_timeout_ms: AtomicU64::new(to_ms(options.idle_timeout)),
+                last_active: AtomicU64::new(now_ms()),
+                idle_seq: AtomicU32::new(0),
+                callbacks: Mutex::new(Callbacks::default()),
+                close_reason: OnceLock::new(),
+            }
+        });
+        Connection { inner }
+    }
+
+    /// Attaches to the poller, level-triggered input (or switches a dialed socket to it), and
+    /// starts the idle timer.
+    pub(crate) fn register(&self, event: PollEvent) -> Result<()> {
+        let inner = &self.inner;
+        if let Err(e) = inner.poller.control(&inner.registration, event) {
+            inner.close_with(e.kind());
+            return Err(e);
+        }
+        inner.start_idle_timer();
+        Ok(())
+    }
+
+    /// Reads from the input buffer; the returned guard's calls wait for data.
+    /// Readers are serialised: a second reader waits for the first guard to drop.
+    pub fn reader(&self) -> ConnReader<'_> {
+        ConnReader::new(&self.inner)
+    }
+
+    /// Writes to the output buffer; nothing is sent until [`ConnWriter::flush`] (or
+    /// [`Connection::flush`]). Writers are serialised.
+    pub fn writer(&self) -> ConnWriter<'_> {
+        ConnWriter::new(&self.inner)
+    }
+
+    /// Sends everything written so far: tries at once, and if the socket is full waits (up to
+    /// the write timeout) while the poller sends the rest.
+    pub fn flush(&self) -> Result<()> {
+        self.writer().flush()
+    }
+
+    /// True until the connection is closed (here, or after the peer left and its input was
+    /// handled).
+    pub fn is_active(&self) -> bool {
+        !self.inner.state.has(CLOSED)
+    }
+
+    /// Closes the connection from any thread; idempotent. Waiting readers and writers fail with
+    /// `NotConnected`; unsent output is dropped; close callbacks run once any running handler
+    /// has returned.
+    pub fn close(&self) {
+        self.inner.close_with(ErrorKind::NotConnected);
+    }
+
+    /// Runs `callback` once when the connection has closed (after any running handler and
+    /// `on_disconnect` returned). Added after that, it runs at once.
+    pub fn add_close_callback(&self, callback: impl FnOnce(&Connection) + Send + 'static) {
+        let mut callbacks = lock(&self.inner.callbacks);
+        if self.inner.state.has(CALLBACKS_RUN) {
+            drop(callbacks);
+            callback(self);
+        } else {
+            callbacks.on_close.push(Box::new(callback));
+        }
+    }
+
+    /// Sets the handler called when input arrives (what `EventLoop`'s `on_request` sets on
+    /// accepted connections; a dialed connection may set one too). Input already buffered is
+    /// handled at once.
+    pub fn set_on_request(
+        &self,
+        on_request: impl Fn(&Connection) -> Result<()> + Send + Sync + 'static,
+    ) {
+        lock(&self.inner.callbacks).on_request = Some(Arc::new(on_request));
+        if self.inner.buffered() > 0 {
+            self.inner.schedule_processing();
+        }
+    }
+
+    pub(crate) fn set_callbacks(
+        &self,
+        on_request: Option<OnRequest>,
+        on_connect: Option<OnceCallback>,
+        on_disconnect: Option<OnceCallback>,
+    ) {
+        let mut callbacks = lock(&self.inner.callbacks);
+        callbacks.on_request = on_request;
+        callbacks.on_connect = on_connect;
+        callbacks.on_disconnect = on_disconnect;
+    }
+
+    /// Asks the connection to close once no handler runs; false if none runs now (the caller
+    /// closes it). One atomic step against the handler task's exit, so exactly one side closes.
+    pub(crate) fn mark_close_when_idle(&self) -> bool {
+        self.inner.state.set(CLOSE_IDLE) & PROCESSING != 0
+    }
+
+    /// Bounds how long a read waits for data; `None` waits until data or close.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) {
+        self.inner
+            .read_timeout_ms
+            .store(to_ms(timeout), Ordering::Relaxed);
+    }
+
+    /// Bounds how long a flush (or a write past the output cap) waits for the peer to read.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) {
+        self.inner
+            .write_timeout_ms
+            .store(to_ms(timeout), Ordering::Relaxed);
+    }
+
+    /// Closes the connection after `timeout` without a byte read or written; `None` disables.
+    pub fn set_idle_timeout(&self, timeout: Option<Duration>) {
+        self.inner
+            .idle_timeout_ms
+            .store(to_ms(timeout), Ordering::Relaxed);
+        self.inner.start_idle_timer();
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> &Addr {
+        static UNKNOWN: Addr = Addr::Unix(None);
+        self.inner.local_addr.get().unwrap_or(&UNKNOWN)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> &Addr {
+        &self.inner.peer_addr
+    }
+
+    /// The id of the poller serving this connection.
+    pub fn poller_id(&self) -> usize {
+        self.inner.poller.id()
+    }
+
+    /// Why the connection closed, once it has: `NotConnected` for a local close,
+    /// `UnexpectedEof` after the peer finished, `TimedOut` for the idle timeout, or the I/O
+    /// error that ended it.
+    pub fn close_reason(&self) -> Option<ErrorKind> {
+        self.inner.close_reason.get().copied()
+    }
+
+    /// The underlying socket, for options this API does not cover.
+    pub fn socket(&self) -> &Socket {
+        &self.inner.socket
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.inner.socket.as_raw_fd())
+            .field("local", &self.local_addr())
+            .field("peer", &self.inner.peer_addr)
+            .field("active", &self.is_active())
+            .finish()
+    }
+}
+
+impl ConnInner {
+    /// Bytes published and not yet consumed.
+    pub(crate) fn buffered(&self) -> usize {
+        let arrived = self.arrived.load(Ordering::SeqCst);
+        let consumed = self.consumed.load(Ordering::SeqCst);
+        (arrived - consumed) as usize
+    }
+
+    fn read_timeout(&self) -> Option<Duration> {
+        from_ms(self.read_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    fn write_timeout(&self) -> Option<Duration> {
+        from_ms(self.write_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// The input level at which the poller stops reading: the cap, or more while a reader
+    /// waits for a larger frame.
+    fn effective_input_cap(&self) -> usize {
+        self.input_cap.max(self.wait_size.load(Ordering::SeqCst))
+    }
+
+    /// Closes once; later calls do nothing. `reason` is kept for [`Connection::close_reason`].
+    pub(crate) fn close_with(self: &Arc<Self>, reason: ErrorKind) {
+        if self.state.set(CLOSED) & CLOSED != 0 {
+            return;
+        }
+        let _ = self.close_reason.set(reason);
+        if self.registration.is_attached() {
+            // Errors here mean the poller already dropped the registration (closed poller,
+            // or a hang-up detached it): either way it is gone.
+            let _ = self.poller.control(&self.registration, PollEvent::Detach);
+        }
+        // The peer sees end-of-stream now; the fd itself is closed when the last handle drops,
+        // so its number cannot be reused while a thread might still use it.
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+        self.wake_all();
+        self.finish_if_done();
+    }
+
+    /// Runs the close callbacks if closed and no handler or `on_disconnect` is running.
+    pub(crate) fn finish_if_done(self: &Arc<Self>) {
+        if !self.state.try_finish() {
+            return;
+        }
+        let callbacks = std::mem::take(&mut lock(&self.callbacks).on_close);
+        if callbacks.is_empty() {
+            return;
+        }
+        let conn = Connection {
+            inner: Arc::clone(self),
+        };
+        self.run_user_code(move || {
+            for callback in callbacks {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&conn)));
+            }
+        });
+    }
+
+    /// Runs user code that may block: on the handler pool when called from the poller thread
+    /// in pool mode, otherwise right here.
+    fn run_user_code(&self, job: impl FnOnce() + Send + 'static) {
+        match &self.executor {
+            Executor::Pool(pool) if self.poller.is_current_thread() => {
+                if let Err(job_error) = pool.spawn(job) {
+                    // The pool is shut down: nothing else will run it.
+                    let _ = job_error;
+                }
+            }
+            _ => job(),
+        }
+    }
+
+    fn wake_all(&self) {
+        let _guard = lock(&self.waiters);
+        self.read_ready.notify_all();
+        self.write_ready.notify_all();
+    }
+
+    /// Applies the current READ_PAUSED / WRITE_WAIT flags to the kernel.
+    fn sync_interest(&self) {
+        let _guard = lock(&self.interest_lock);
+        let state = self.state.load();
+        if state & CLOSED != 0 || !self.registration.is_attached() {
+            return;
+        }
+        let readable = state & READ_PAUSED == 0;
+        let writable = state & WRITE_WAIT != 0;
+        // Fails only if the registration was detached meanwhile (closing): nothing to apply.
+        let _ = self
+            .poller
+            .set_interest(&self.registration, readable, writable);
+    }
+
+    /// After a reader consumed `n` bytes: count them and resume reading if input was paused.
+    pub(crate) fn consumed(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.consumed.fetch_add(n as u64, Ordering::SeqCst);
+        if self.state.has(READ_PAUSED) && self.buffered() < self.effective_input_cap() {
+            self.resume_reading();
+        }
+    }
+
+    fn resume_reading(&self) {
+        if self.state.clear(READ_PAUSED) & READ_PAUSED != 0 {
+            self.sync_interest();
+        }
+    }
+
+    fn start_idle_timer(self: &Arc<Self>) {
+        let seq = self.idle_seq.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(idle) = from_ms(self.idle_timeout_ms.load(Ordering::Relaxed)) {
+            self.arm_idle_timer(seq, Instant::now() + idle);
+        }
+    }
+
+    /// One timer at a time per connection: when it fires it closes the connection if it was
+    /// idle long enough, otherwise re-arms for the moment it would be.
+    fn arm_idle_timer(self: &Arc<Self>, seq: u32, at: Instant) {
+        let weak = Arc::downgrade(self);
+        let _ = self.poller.schedule(at, move || {
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.idle_seq.load(Ordering::SeqCst) != seq || inner.state.has(CLOSED) {
+                return;
+            }
+            let Some(idle) = from_ms(inner.idle_timeout_ms.load(Ordering::Relaxed)) else {
+                return;
+            };
+            let quiet = Duration::from_millis(
+                now_ms().saturating_sub(inner.last_active.load(Ordering::Relaxed)),
+            );
+            if quiet >= idle {
+                inner.close_with(ErrorKind::TimedOut);
+            } else {
+                inner.arm_idle_timer(seq, Instant::now() + (idle - quiet));
+            }
+        });
+    }
+
+    fn touch(&self) {
+        self.last_active.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+impl Drop for ConnInner {
+    fn drop(&mut self) {
+        if self.registration.is_attached() {
+            let _ = self.poller.control(&self.registration, PollEvent::Detach);
+        }
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // These locks guard data no panic leaves half-updated (a panicking handler never holds
+    // them across user code).
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn to_ms(timeout: Option<Duration>) -> u64 {
+    // 0 means "none"; a zero timeout becomes 1 ms so it still means "at once".
+    timeout.map_or(0, |t| (t.as_millis() as u64).max(1))
+}
+
+fn from_ms(ms: u64) -> Option<Duration> {
+    (ms != 0).then(|| Duration::from_millis(ms))
+}
+
+/// Milliseconds since the first call in this process: a cheap clock for idle bookkeeping.
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+pub(crate) fn closed_error() -> Error {
+    Error::new(ErrorKind::NotConnected, "connection closed")
+}
+
+pub(crate) fn eof_error() -> Error {
+    Error::new(ErrorKind::UnexpectedEof, "connection closed by peer")
+}

@@ -1,0 +1,210 @@
+//! `ConnReader`: the input buffer's reader, made to wait for bytes that have not arrived yet.
+
+use std::io::{self, ErrorKind, Result};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::state::*;
+use super::stub_buffer::Reader;
+use super::{closed_error, eof_error, lock, ConnInner};
+
+/// Reads a connection's input. Every call that needs n bytes waits until they arrived, the
+/// read timeout passed (`TimedOut`), or the connection closed (`UnexpectedEof` once the peer
+/// finished and fewer than n bytes are left; `NotConnected` after a local close).
+///
+/// Returned `Bytes` share the buffer's blocks when the range lies in one block (no copy).
+///
+/// ```no_run
+/// # fn handle(conn: &netpoll::Connection) -> std::io::Result<()> {
+/// let mut reader = conn.reader();
+/// let header = reader.next(4)?;                       // waits for 4 bytes
+/// let len = u32::from_be_bytes(header[..].try_into().unwrap()) as usize;
+/// let body = reader.next(len)?;                       // waits for the body
+/// # let _ = body; Ok(())
+/// # }
+/// ```
+pub struct ConnReader<'a> {
+    inner: &'a Arc<ConnInner>,
+    _serial: MutexGuard<'a, ()>,
+}
+
+impl<'a> ConnReader<'a> {
+    pub(crate) fn new(inner: &'a Arc<ConnInner>) -> ConnReader<'a> {
+        ConnReader {
+            inner,
+            _serial: lock(&inner.read_lock),
+        }
+    }
+
+    fn reader(&self) -> Reader<'_> {
+        self.inner.input.consumer()
+    }
+
+    /// Bytes readable now without waiting.
+    pub fn len(&self) -> usize {
+        self.inner.buffered()
+    }
+
+    /// True when nothing is readable now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes the next `n` bytes, waiting for them.
+    pub fn next(&mut self, n: usize) -> Result<Bytes> {
+        self.wait_for(n)?;
+        let bytes = self.reader().next(n)?;
+        self.inner.consumed(n);
+        Ok(bytes)
+    }
+
+    /// Returns the next `n` bytes without taking them, waiting for them.
+    pub fn peek(&mut self, n: usize) -> Result<Bytes> {
+        self.wait_for(n)?;
+        self.reader().peek(n)
+    }
+
+    /// Discards the next `n` bytes, waiting for them.
+    pub fn skip(&mut self, n: usize) -> Result<()> {
+        self.wait_for(n)?;
+        self.reader().skip(n)?;
+        self.inner.consumed(n);
+        Ok(())
+    }
+
+    /// Takes bytes up to and including `delim`, waiting until it arrives.
+    pub fn until(&mut self, delim: u8) -> Result<Bytes> {
+        let mut searched = 0;
+        loop {
+            let available = self.len();
+            if let Some(at) = self.reader().find(delim, searched) {
+                let bytes = self.reader().next(at + 1)?;
+                self.inner.consumed(at + 1);
+                return Ok(bytes);
+            }
+            searched = available;
+            self.wait_for(available + 1)?;
+        }
+    }
+
+    /// Takes the next `n` bytes as UTF-8 text, waiting for them. Invalid UTF-8 is an
+    /// `InvalidData` error and consumes nothing.
+    pub fn read_string(&mut self, n: usize) -> Result<String> {
+        self.wait_for(n)?;
+        let text = self.reader().read_string(n)?;
+        self.inner.consumed(n);
+        Ok(text)
+    }
+
+    /// Copies the next `n` bytes into a new `Vec`, waiting for them.
+    pub fn read_binary(&mut self, n: usize) -> Result<Vec<u8>> {
+        self.wait_for(n)?;
+        let data = self.reader().read_binary(n)?;
+        self.inner.consumed(n);
+        Ok(data)
+    }
+
+    /// Takes one byte, waiting for it.
+    pub fn read_byte(&mut self) -> Result<u8> {
+        self.wait_for(1)?;
+        let byte = self.reader().read_byte()?;
+        self.inner.consumed(1);
+        Ok(byte)
+    }
+
+    /// Takes the next `n` bytes as a new, independent [`super::stub_buffer::LinkBuffer`] that shares
+    /// their blocks (no copy), waiting for them.
+    pub fn slice(&mut self, n: usize) -> Result<super::stub_buffer::LinkBuffer> {
+        self.wait_for(n)?;
+        let slice = self.reader().slice(n)?;
+        self.inner.consumed(n);
+        Ok(slice)
+    }
+
+    /// Frees blocks already read. The handler task also does this after each `on_request`.
+    pub fn release(&mut self) {
+        self.reader().release();
+    }
+
+    /// Waits until at least `n` bytes are buffered.
+    fn wait_for(&self, n: usize) -> Result<()> {
+        let inner = self.inner;
+        if inner.buffered() >= n {
+            return Ok(());
+        }
+        if inner.poller.is_current_thread() {
+            // Inline handlers run on the poller: waiting would stop the very thread that reads.
+            return Err(io::Error::new(
+                ErrorKind::WouldBlock,
+                "not enough input, and an inline handler cannot wait for more",
+            ));
+        }
+        let deadline = inner.read_timeout().map(|t| Instant::now() + t);
+        let mut guard = lock(&inner.waiters);
+        inner.wait_size.store(n, Ordering::SeqCst);
+        // A frame larger than the input cap must still be able to arrive.
+        if inner.state.has(READ_PAUSED) && inner.buffered() < inner.effective_input_cap() {
+            inner.resume_reading();
+        }
+        let result = loop {
+            if inner.buffered() >= n {
+                break Ok(());
+            }
+            let state = inner.state.load();
+            if state & CLOSED != 0 && state & PEER_CLOSED == 0 {
+                break Err(closed_error());
+            }
+            if state & (PEER_CLOSED | CLOSED) != 0 {
+                break Err(eof_error());
+            }
+            guard = match deadline {
+                None => inner
+                    .read_ready
+                    .wait(guard)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break Err(io::Error::new(ErrorKind::TimedOut, "read timeout"));
+                    }
+                    inner
+                        .read_ready
+                        .wait_timeout(guard, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        };
+        inner.wait_size.store(0, Ordering::SeqCst);
+        result
+    }
+}
+
+impl ConnInner {
+    pub(crate) fn release_read_blocks(&self) {
+        let _serial = lock(&self.read_lock);
+        self.input.consumer().release();
+    }
+}
+
+impl io::Read for super::Connection {
+    /// Reads what is buffered (waiting for at least one byte); `Ok(0)` once the peer finished.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut reader = self.reader();
+        match reader.wait_for(1) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) => return Err(e),
+        }
+        let n = reader.len().min(buf.len());
+        let bytes = reader.next(n)?;
+        buf[..n].copy_from_slice(&bytes);
+        Ok(n)
+    }
+}

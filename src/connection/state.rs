@@ -1,0 +1,122 @@
+//! The connection's state word: every flag the poller, the handler task and user threads race
+//! on lives in one `AtomicU32`, so each transition is one atomic read-modify-write and two
+//! parties racing on different flags still see each other (tokio's `scheduled_io.rs` layout).
+//!
+//! | bit | name            | set by                         | cleared by        | meaning |
+//! |-----|-----------------|--------------------------------|-------------------|---------|
+//! | 0   | `CLOSED`        | `close()` (any thread)         | never             | closed by us or after the peer left; no more I/O |
+//! | 1   | `PEER_CLOSED`   | poller on hang-up / EOF        | never             | the peer finished sending; buffered input still readable |
+//! | 2   | `PROCESSING`    | whoever schedules the handler  | the handler task  | a handler task is queued or running (at most one) |
+//! | 3   | `CONNECTED`     | handler task, before on_connect| never             | `on_connect` has run (or there is none) |
+//! | 4   | `DISCONNECTED`  | first to report the hang-up    | never             | `on_disconnect` has been called |
+//! | 5   | `CALLBACKS_RUN` | first to finish the close      | never             | close callbacks ran (exactly once) |
+//! | 6   | `READ_PAUSED`   | poller, input at its cap       | reader, below cap | input interest is off |
+//! | 7   | `WRITE_WAIT`    | flush that hit a full socket   | poller, drained   | output interest is on; the poller sends |
+//! | 8   | `CLOSE_IDLE`    | server shutdown                | never             | close as soon as no handler runs |
+//! | 9   | `DIALING`       | dialer                         | dialer            | connect in progress: events go to the dialer |
+//! | 10  | `DIAL_READY`    | poller, while `DIALING`        | never             | the connect finished (either way): dialer reads `SO_ERROR` |
+//! | 11  | `DISCONNECTING` | first to report the hang-up    | its task          | `on_disconnect` is running; close callbacks wait for it |
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub(crate) const CLOSED: u32 = 1 << 0;
+pub(crate) const PEER_CLOSED: u32 = 1 << 1;
+pub(crate) const PROCESSING: u32 = 1 << 2;
+pub(crate) const CONNECTED: u32 = 1 << 3;
+pub(crate) const DISCONNECTED: u32 = 1 << 4;
+pub(crate) const CALLBACKS_RUN: u32 = 1 << 5;
+pub(crate) const READ_PAUSED: u32 = 1 << 6;
+pub(crate) const WRITE_WAIT: u32 = 1 << 7;
+pub(crate) const CLOSE_IDLE: u32 = 1 << 8;
+pub(crate) const DIALING: u32 = 1 << 9;
+pub(crate) const DIAL_READY: u32 = 1 << 10;
+pub(crate) const DISCONNECTING: u32 = 1 << 11;
+
+/// The packed flags. Every operation is sequentially consistent: the handler's exit ("clear
+/// PROCESSING, then look for new input") and the poller's arrival ("count input, then try to set
+/// PROCESSING") form a Dekker pair that weaker orderings would break.
+#[derive(Debug, Default)]
+pub(crate) struct State(AtomicU32);
+
+impl State {
+    pub(crate) fn new(bits: u32) -> State {
+        State(AtomicU32::new(bits))
+    }
+
+    pub(crate) fn load(&self) -> u32 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn has(&self, bits: u32) -> bool {
+        self.load() & bits != 0
+    }
+
+    /// Sets `bits`; returns the previous word.
+    pub(crate) fn set(&self, bits: u32) -> u32 {
+        self.0.fetch_or(bits, Ordering::SeqCst)
+    }
+
+    /// Clears `bits`; returns the previous word.
+    pub(crate) fn clear(&self, bits: u32) -> u32 {
+        self.0.fetch_and(!bits, Ordering::SeqCst)
+    }
+
+    /// Sets `bit` if it was clear; true if this call set it (the caller won the race).
+    pub(crate) fn acquire(&self, bit: u32) -> bool {
+        self.set(bit) & bit == 0
+    }
+
+    /// Sets `CALLBACKS_RUN` if the connection is closed and neither a handler nor
+    /// `on_disconnect` runs; true if this call did (it then runs the close callbacks).
+    pub(crate) fn try_finish(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
+                let ready =
+                    s & CLOSED != 0 && s & (PROCESSING | DISCONNECTING | CALLBACKS_RUN) == 0;
+                ready.then_some(s | CALLBACKS_RUN)
+            })
+            .is_ok()
+    }
+
+    /// Sets `PROCESSING` unless it is set or the connection is closed; true if it did.
+    pub(crate) fn try_start_processing(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
+                (s & (PROCESSING | CLOSED) == 0).then_some(s | PROCESSING)
+            })
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acquire_wins_once() {
+        let state = State::default();
+        assert!(state.acquire(DISCONNECTED));
+        assert!(!state.acquire(DISCONNECTED));
+    }
+
+    #[test]
+    fn processing_is_refused_when_closed_or_taken() {
+        let state = State::default();
+        assert!(state.try_start_processing());
+        assert!(!state.try_start_processing());
+        state.clear(PROCESSING);
+        state.set(CLOSED);
+        assert!(!state.try_start_processing());
+    }
+
+    #[test]
+    fn finish_waits_for_handler_and_disconnect_and_runs_once() {
+        let state = State::new(CLOSED | PROCESSING | DISCONNECTING);
+        assert!(!state.try_finish());
+        state.clear(PROCESSING);
+        assert!(!state.try_finish());
+        state.clear(DISCONNECTING);
+        assert!(state.try_finish());
+        assert!(!state.try_finish());
+    }
+}

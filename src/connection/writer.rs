@@ -1,0 +1,191 @@
+//! `ConnWriter`: the output buffer's writer, with a flush that sends and waits for room.
+
+use std::io::{self, ErrorKind, Result};
+use std::sync::{Arc, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::state::*;
+use super::stub_buffer::{LinkBuffer, Writer};
+use super::{closed_error, lock, ConnInner};
+
+/// Writes a connection's output. Data becomes visible to the sender only at
+/// [`flush`](ConnWriter::flush), all at once. Past the output cap a write first waits (up to
+/// the write timeout) for the peer to read what is queued.
+///
+/// ```no_run
+/// # fn handle(conn: &netpoll::Connection) -> std::io::Result<()> {
+/// let mut writer = conn.writer();
+/// writer.write_binary(&5u32.to_be_bytes())?;
+/// writer.write_string("hello")?;
+/// writer.flush()?; // one sendmsg for both
+/// # Ok(())
+/// # }
+/// ```
+pub struct ConnWriter<'a> {
+    inner: &'a Arc<ConnInner>,
+    _serial: MutexGuard<'a, ()>,
+}
+
+impl<'a> ConnWriter<'a> {
+    pub(crate) fn new(inner: &'a Arc<ConnInner>) -> ConnWriter<'a> {
+        ConnWriter {
+            inner,
+            _serial: lock(&inner.write_lock),
+        }
+    }
+
+    fn writer(&self) -> Writer<'_> {
+        self.inner.output.producer()
+    }
+
+    /// Before adding `n` bytes: fail on a closed connection, and wait for the peer to drain
+    /// queued output if this write would pass the cap.
+    fn make_room(&mut self, n: usize) -> Result<()> {
+        if self.inner.state.has(CLOSED) {
+            return Err(closed_error());
+        }
+        let queued = self.inner.output.len() + self.writer().malloc_len();
+        if queued > 0 && queued + n > self.inner.output_cap {
+            if self.inner.poller.is_current_thread() {
+                // An inline handler cannot wait for the poller it runs on.
+                return Err(io::Error::new(
+                    ErrorKind::WouldBlock,
+                    "output cap reached, and an inline handler cannot wait for room",
+                ));
+            }
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Returns `n` writable bytes in the output buffer, not yet visible to the sender.
+    pub fn malloc(&mut self, n: usize) -> Result<&mut [u8]> {
+        self.make_room(n)?;
+        todo_malloc(n)
+    }
+
+    /// Bytes written or malloc'ed since the last flush.
+    pub fn malloc_len(&self) -> usize {
+        self.writer().malloc_len()
+    }
+
+    /// Keeps only the first `n` unflushed bytes.
+    pub fn malloc_ack(&mut self, n: usize) -> Result<()> {
+        self.writer().malloc_ack(n)
+    }
+
+    /// Appends UTF-8 text.
+    pub fn write_string(&mut self, text: &str) -> Result<()> {
+        self.write_binary(text.as_bytes())
+    }
+
+    /// Appends a copy of `data`.
+    pub fn write_binary(&mut self, data: &[u8]) -> Result<()> {
+        self.make_room(data.len())?;
+        self.writer().write_binary(data);
+        Ok(())
+    }
+
+    /// Appends one byte.
+    pub fn write_byte(&mut self, byte: u8) -> Result<()> {
+        self.make_room(1)?;
+        self.writer().write_byte(byte);
+        Ok(())
+    }
+
+    /// Links `data` into the output without copying it.
+    pub fn write_direct(&mut self, data: Bytes) -> Result<()> {
+        self.make_room(data.len())?;
+        self.writer().write_direct(data);
+        Ok(())
+    }
+
+    /// Moves all of `other`'s bytes into the output without copying them.
+    pub fn append(&mut self, other: LinkBuffer) -> Result<()> {
+        self.make_room(other.len())?;
+        self.writer().append(other);
+        Ok(())
+    }
+
+    /// Makes everything written visible and sends it: at once if the socket takes it all,
+    /// otherwise the poller sends the rest while this waits, up to the write timeout
+    /// (`TimedOut`; the data stays queued and keeps going out as the peer reads).
+    pub fn flush(&mut self) -> Result<()> {
+        self.writer().flush();
+        self.inner.send_and_wait()
+    }
+}
+
+impl ConnInner {
+    fn send_and_wait(self: &Arc<Self>) -> Result<()> {
+        if self.state.has(CLOSED) {
+            return Err(closed_error());
+        }
+        if !self.state.has(WRITE_WAIT) {
+            match self.send_output() {
+                Ok(true) => return Ok(()),
+                Ok(false) => {
+                    // Socket full: let the poller send the rest when it has room.
+                    self.state.set(WRITE_WAIT);
+                    self.sync_interest();
+                }
+                Err(e) => {
+                    self.close_with(e.kind());
+                    return Err(e);
+                }
+            }
+        }
+        if self.poller.is_current_thread() {
+            // Inline handler: the poller it runs on sends the rest once this returns.
+            return Ok(());
+        }
+        let deadline = self.write_timeout().map(|t| Instant::now() + t);
+        let mut guard = lock(&self.waiters);
+        loop {
+            let state = self.state.load();
+            if state & CLOSED != 0 {
+                return Err(closed_error());
+            }
+            if state & WRITE_WAIT == 0 {
+                return Ok(());
+            }
+            guard = match deadline {
+                None => self
+                    .write_ready
+                    .wait(guard)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(io::Error::new(ErrorKind::TimedOut, "write timeout"));
+                    }
+                    self.write_ready
+                        .wait_timeout(guard, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
+impl io::Write for super::Connection {
+    /// Queues `buf` and flushes at once (like netpoll's `Write`): a `write_all` followed by a
+    /// wait for the reply must not depend on a later `flush`.
+    fn write(&mut self, buf: &[u8]) -> Result<usize> {
+        let mut writer = self.writer();
+        writer.write_binary(buf)?;
+        writer.flush()?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        super::Connection::flush(self)
+    }
+}
+
+fn todo_malloc(_n: usize) -> Result<&'static mut [u8]> {
+    Err(io::Error::other("malloc pending the LinkBuffer"))
+}

@@ -1,0 +1,545 @@
+//! `EventLoop`: the reactor-face server. One poller (the main reactor) accepts; accepted
+//! connections go to the pollers of a [`PollManager`] (the sub-reactors), picked by its
+//! load-balance policy; handlers run on a [`HandlerPool`] (or inline on the pollers).
+
+use std::collections::HashMap;
+use std::io::{self, ErrorKind, Result};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use socket2::{Socket, TcpKeepalive};
+
+use crate::addr::Addr;
+use crate::connection::{lock, ConnOptions, Connection, Executor};
+use crate::listener::Listener;
+use crate::poll::{EventHandler, LoadBalance, PollEvent, PollManager, Poller, Ready, Registration};
+use crate::runner::HandlerPool;
+
+type Prepare<C> = Arc<dyn Fn(&Connection) -> C + Send + Sync>;
+type Hook<C> = Arc<dyn Fn(&C, &Connection) + Send + Sync>;
+type Request<C> = Arc<dyn Fn(&C, &Connection) -> Result<()> + Send + Sync>;
+
+/// Accept backoff after `EMFILE`/`ENFILE`/`ENOBUFS`/`ENOMEM`: starts here, doubles per failure.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// ... and stops growing here (the same bounds as Go's `net/http` server).
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Accepts per readiness event, so one busy listener cannot starve the other fds of its poller.
+const ACCEPTS_PER_EVENT: usize = 128;
+
+/// A network server: accepts connections and runs the callbacks on them.
+///
+/// ```no_run
+/// use netpoll::{EventLoop, Listener};
+///
+/// let server = EventLoop::builder()
+///     .on_request(|_ctx, conn| {
+///         let mut reader = conn.reader();
+///         let data = reader.next(reader.len())?;       // everything that arrived
+///         let mut writer = conn.writer();
+///         writer.write_direct(data)?;                  // echo it, no copy
+///         writer.flush()
+///     })
+///     .build()?;
+/// server.serve(Listener::bind_tcp("127.0.0.1:8080")?)?; // until shutdown
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct EventLoop<C = ()> {
+    shared: Arc<Shared<C>>,
+}
+
+/// Configures an [`EventLoop`]. `C` is the per-connection context that `on_prepare` returns and
+/// the other callbacks receive.
+pub struct EventLoopBuilder<C> {
+    on_prepare: Prepare<C>,
+    on_connect: Option<Hook<C>>,
+    on_request: Option<Request<C>>,
+    on_disconnect: Option<Hook<C>>,
+    options: ConnOptions,
+    num_loops: Option<usize>,
+    load_balance: Option<LoadBalance>,
+    poll_manager: Option<Arc<PollManager>>,
+    keepalive: Option<Duration>,
+}
+
+struct Shared<C> {
+    this: Weak<Shared<C>>,
+    on_prepare: Prepare<C>,
+    on_connect: Option<Hook<C>>,
+    on_request: Option<Request<C>>,
+    on_disconnect: Option<Hook<C>>,
+    options: ConnOptions,
+    keepalive: Option<Duration>,
+    manager: ManagerRef,
+    connections: Mutex<HashMap<u64, Connection>>,
+    next_id: AtomicU64,
+    run: Mutex<Run>,
+    /// Signals `serve` that `run.stopped` was set.
+    run_changed: Condvar,
+    /// Signals `shutdown` that a connection left `connections`.
+    conns_changed: Condvar,
+}
+
+enum ManagerRef {
+    Global(&'static PollManager),
+    Own(Arc<PollManager>),
+}
+
+impl ManagerRef {
+    fn get(&self) -> &PollManager {
+        match self {
+            ManagerRef::Global(m) => m,
+            ManagerRef::Own(m) => m,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Run {
+    acceptor: Option<Arc<Acceptor>>,
+    shutting_down: bool,
+    /// Set when `serve` must return, with what it returns.
+    stopped: Option<Result<()>>,
+}
+
+impl EventLoop<()> {
+    /// A builder with no callbacks, the global pollers and the default handler pool.
+    pub fn builder() -> EventLoopBuilder<()> {
+        EventLoopBuilder {
+            on_prepare: Arc::new(|_| ()),
+            on_connect: None,
+            on_request: None,
+            on_disconnect: None,
+            options: ConnOptions::default(),
+            num_loops: None,
+            load_balance: None,
+            poll_manager: None,
+            keepalive: None,
+        }
+    }
+}
+
+impl EventLoopBuilder<()> {
+    /// Sets the callback that prepares each accepted connection before it is registered and
+    /// returns its context. It runs on the accepting poller thread, so keep it short; it may
+    /// close the connection to refuse it. Callbacks set earlier ignore the context.
+    pub fn on_prepare<D: Send + Sync + 'static>(
+        self,
+        on_prepare: impl Fn(&Connection) -> D + Send + Sync + 'static,
+    ) -> EventLoopBuilder<D> {
+        let hook = |h: Option<Hook<()>>| {
+            h.map(|h| Arc::new(move |_: &D, c: &Connection| h(&(), c)) as Hook<D>)
+        };
+        let on_request = self
+            .on_request
+            .map(|h| Arc::new(move |_: &D, c: &Connection| h(&(), c)) as Request<D>);
+        EventLoopBuilder {
+            on_prepare: Arc::new(on_prepare),
+            on_connect: hook(self.on_connect),
+            on_request,
+            on_disconnect: hook(self.on_disconnect),
+            options: self.options,
+            num_loops: self.num_loops,
+            load_balance: self.load_balance,
+            poll_manager: self.poll_manager,
+            keepalive: self.keepalive,
+        }
+    }
+}
+
+impl<C: Send + Sync + 'static> EventLoopBuilder<C> {
+    /// Called once per connection before any `on_request`; may write (and flush) a greeting.
+    pub fn on_connect(mut self, f: impl Fn(&C, &Connection) + Send + Sync + 'static) -> Self {
+        self.on_connect = Some(Arc::new(f));
+        self
+    }
+
+    /// Called when input arrives, at most one call at a time per connection. It may read what
+    /// it needs (waiting for more) and write replies. If it returns leaving a partial frame it
+    /// is called again only when more input arrives. An error (or a panic) closes the
+    /// connection.
+    pub fn on_request(
+        mut self,
+        f: impl Fn(&C, &Connection) -> Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.on_request = Some(Arc::new(f));
+        self
+    }
+
+    /// Called once when the peer hangs up, even while `on_request` runs.
+    pub fn on_disconnect(mut self, f: impl Fn(&C, &Connection) + Send + Sync + 'static) -> Self {
+        self.on_disconnect = Some(Arc::new(f));
+        self
+    }
+
+    /// Bounds how long a read waits for data (default: no bound).
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.options.read_timeout = Some(timeout);
+        self
+    }
+
+    /// Bounds how long a flush waits for the peer to read (default: no bound).
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.options.write_timeout = Some(timeout);
+        self
+    }
+
+    /// Closes connections without traffic in either direction for this long (default: never).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.options.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Enables TCP keepalive probes after `idle` on accepted TCP connections (default: off).
+    pub fn tcp_keepalive(mut self, idle: Duration) -> Self {
+        self.keepalive = Some(idle);
+        self
+    }
+
+    /// Unread input per connection before the poller stops reading it
+    /// (default [`DEFAULT_INPUT_CAP`](crate::connection::DEFAULT_INPUT_CAP)).
+    pub fn input_cap(mut self, bytes: usize) -> Self {
+        self.options.input_cap = bytes.max(1);
+        self
+    }
+
+    /// Unsent output per connection before writes wait
+    /// (default [`DEFAULT_OUTPUT_CAP`](crate::connection::DEFAULT_OUTPUT_CAP)).
+    pub fn output_cap(mut self, bytes: usize) -> Self {
+        self.options.output_cap = bytes.max(1);
+        self
+    }
+
+    /// Runs this server on its own `n` pollers instead of the global ones.
+    pub fn num_loops(mut self, n: usize) -> Self {
+        self.num_loops = Some(n);
+        self
+    }
+
+    /// Balances connections over its own pollers with `balance` (implies own pollers).
+    pub fn load_balance(mut self, balance: LoadBalance) -> Self {
+        self.load_balance = Some(balance);
+        self
+    }
+
+    /// Uses these pollers (shared with other servers or dialers).
+    pub fn poll_manager(mut self, manager: Arc<PollManager>) -> Self {
+        self.poll_manager = Some(manager);
+        self
+    }
+
+    /// Runs handlers on this pool (default: the process-wide pool).
+    pub fn handler_pool(mut self, pool: HandlerPool) -> Self {
+        self.options.executor = Executor::Pool(pool);
+        self
+    }
+
+    /// Runs handlers on the poller threads themselves: the fastest path, for handlers that
+    /// never block. In this mode a read that lacks data fails with `WouldBlock` instead of
+    /// waiting (the poller that would bring the data is the thread running the handler).
+    pub fn inline_handlers(mut self) -> Self {
+        self.options.executor = Executor::Inline;
+        self
+    }
+
+    /// Builds the server (starting its own pollers if asked to).
+    pub fn build(self) -> Result<EventLoop<C>> {
+        let manager = match (self.poll_manager, self.num_loops, self.load_balance) {
+            (Some(manager), _, _) => ManagerRef::Own(manager),
+            (None, None, None) => ManagerRef::Global(PollManager::global()?),
+            (None, loops, balance) => {
+                let manager =
+                    PollManager::new(loops.unwrap_or_else(crate::poll::default_num_loops))?;
+                manager.set_load_balance(balance.unwrap_or_default());
+                ManagerRef::Own(Arc::new(manager))
+            }
+        };
+        Ok(EventLoop {
+            shared: Arc::new_cyclic(|this| Shared {
+                this: this.clone(),
+                on_prepare: self.on_prepare,
+                on_connect: self.on_connect,
+                on_request: self.on_request,
+                on_disconnect: self.on_disconnect,
+                options: self.options,
+                keepalive: self.keepalive,
+                manager,
+                connections: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(0),
+                run: Mutex::new(Run::default()),
+                run_changed: Condvar::new(),
+                conns_changed: Condvar::new(),
+            }),
+        })
+    }
+}
+
+impl<C: Send + Sync + 'static> EventLoop<C> {
+    /// Accepts on `listener` and serves until [`shutdown`](EventLoop::shutdown) (then `Ok`) or
+    /// a fatal accept error (then that error). One `serve` at a time per event loop.
+    pub fn serve(&self, listener: Listener) -> Result<()> {
+        let poller = self.shared.manager.get().pick();
+        let acceptor = Arc::new_cyclic(|weak: &Weak<Acceptor>| {
+            let handler: Weak<dyn EventHandler> = weak.clone();
+            Acceptor {
+                this: weak.clone(),
+                registration: Registration::new(listener.as_raw_fd(), handler),
+                listener,
+                poller,
+                server: Arc::downgrade(&self.shared) as Weak<dyn AcceptSink>,
+                backoff: Mutex::new(ACCEPT_BACKOFF_MIN),
+            }
+        });
+        {
+            let mut run = lock(&self.shared.run);
+            if run.acceptor.is_some() {
+                return Err(io::Error::other("this event loop is already serving"));
+            }
+            if run.shutting_down {
+                return Err(io::Error::other("this event loop was shut down"));
+            }
+            run.acceptor = Some(Arc::clone(&acceptor));
+        }
+        acceptor
+            .poller
+            .control(&acceptor.registration, PollEvent::Readable)?;
+        let mut run = lock(&self.shared.run);
+        loop {
+            if let Some(result) = run.stopped.take() {
+                run.acceptor = None;
+                drop(run);
+                acceptor.detach();
+                return result;
+            }
+            run = self
+                .shared
+                .run_changed
+                .wait(run)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Stops gracefully: stops accepting, closes idle connections at once, lets running
+    /// handlers finish until `deadline`, then closes the rest; `serve` returns `Ok`.
+    /// Returns `TimedOut` if connections had to be closed at the deadline.
+    pub fn shutdown(&self, deadline: Instant) -> Result<()> {
+        let acceptor = {
+            let mut run = lock(&self.shared.run);
+            run.shutting_down = true;
+            run.acceptor.clone()
+        };
+        if let Some(acceptor) = acceptor {
+            acceptor.detach();
+        }
+        let connections: Vec<Connection> =
+            lock(&self.shared.connections).values().cloned().collect();
+        for conn in connections {
+            // One atomic step against the handler's exit: either we see PROCESSING clear and
+            // close, or the handler sees CLOSE_IDLE when it finishes and closes.
+            if !conn.mark_close_when_idle() {
+                conn.close();
+            }
+        }
+        let mut forced = false;
+        let mut connections = lock(&self.shared.connections);
+        while !connections.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                forced = true;
+                let rest: Vec<Connection> = connections.values().cloned().collect();
+                drop(connections);
+                rest.iter().for_each(Connection::close);
+                break;
+            }
+            connections = self
+                .shared
+                .conns_changed
+                .wait_timeout(connections, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let mut run = lock(&self.shared.run);
+        if run.acceptor.is_some() && run.stopped.is_none() {
+            run.stopped = Some(Ok(()));
+        }
+        drop(run);
+        self.shared.run_changed.notify_all();
+        if forced {
+            Err(io::Error::new(
+                ErrorKind::TimedOut,
+                "shutdown deadline passed; remaining connections were closed",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Connections currently open.
+    pub fn connections(&self) -> usize {
+        lock(&self.shared.connections).len()
+    }
+}
+
+/// What the acceptor needs from its server, without the server's context type.
+trait AcceptSink: Send + Sync {
+    fn accepted(&self, socket: Socket, peer: Addr, is_tcp: bool);
+    fn stop(&self, result: Result<()>);
+}
+
+impl<C: Send + Sync + 'static> AcceptSink for Shared<C> {
+    fn accepted(&self, socket: Socket, peer: Addr, is_tcp: bool) {
+        if is_tcp {
+            // Small requests and replies must not wait for Nagle's timer.
+            let _ = socket.set_tcp_nodelay(true);
+            if let Some(idle) = self.keepalive {
+                let _ = socket.set_tcp_keepalive(&TcpKeepalive::new().with_time(idle));
+            }
+        }
+        let local = match socket.local_addr() {
+            Ok(addr) => Addr::from_sockaddr(&addr),
+            Err(_) => return, // the peer is already gone
+        };
+        let poller: Arc<Poller> = self.manager.get().pick_for(peer.as_inet());
+        let conn = Connection::new(socket, poller, Some(local), peer, &self.options, 0);
+        let context = Arc::new((self.on_prepare)(&conn));
+        if !conn.is_active() {
+            return; // on_prepare refused it
+        }
+        let on_request = self.on_request.clone().map(|f| {
+            let context = Arc::clone(&context);
+            Arc::new(move |c: &Connection| f(&context, c)) as crate::connection::OnRequest
+        });
+        let hook = |f: &Option<Hook<C>>| {
+            f.clone().map(|f| {
+                let context = Arc::clone(&context);
+                Box::new(move |c: &Connection| f(&context, c))
+                    as Box<dyn FnOnce(&Connection) + Send>
+            })
+        };
+        let has_on_connect = self.on_connect.is_some();
+        conn.set_callbacks(
+            on_request,
+            hook(&self.on_connect),
+            hook(&self.on_disconnect),
+        );
+
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.connections).insert(id, conn.clone());
+        let server = self.this.clone();
+        conn.add_close_callback(move |_| {
+            if let Some(server) = server.upgrade() {
+                lock(&server.connections).remove(&id);
+                server.conns_changed.notify_all();
+            }
+        });
+        if conn.register(PollEvent::Readable).is_err() {
+            return; // register closed it; the close callback forgot it
+        }
+        if has_on_connect {
+            conn.inner.schedule_processing();
+        }
+    }
+
+    fn stop(&self, result: Result<()>) {
+        let mut run = lock(&self.run);
+        if run.stopped.is_none() && run.acceptor.is_some() {
+            run.stopped = Some(result);
+        }
+        drop(run);
+        self.run_changed.notify_all();
+    }
+}
+
+/// The listener's owner on the main reactor: accepts until the backlog is empty.
+struct Acceptor {
+    this: Weak<Acceptor>,
+    listener: Listener,
+    registration: Registration,
+    poller: Arc<Poller>,
+    server: Weak<dyn AcceptSink>,
+    backoff: Mutex<Duration>,
+}
+
+impl Acceptor {
+    fn detach(&self) {
+        if self.registration.is_attached() {
+            let _ = self.poller.control(&self.registration, PollEvent::Detach);
+        }
+    }
+
+    /// Out of fds (or kernel memory): the level-triggered listener would report the same
+    /// pending connection on every wait and spin the poller. Stop watching it, and look again
+    /// after a growing pause.
+    fn back_off(self: &Arc<Self>) {
+        let pause = {
+            let mut backoff = lock(&self.backoff);
+            let pause = *backoff;
+            *backoff = (pause * 2).min(ACCEPT_BACKOFF_MAX);
+            pause
+        };
+        if self
+            .poller
+            .set_interest(&self.registration, false, false)
+            .is_err()
+        {
+            return; // detached: the server is stopping
+        }
+        let weak = Arc::downgrade(self);
+        let _ = self.poller.schedule(Instant::now() + pause, move || {
+            if let Some(acceptor) = weak.upgrade() {
+                let _ = acceptor
+                    .poller
+                    .set_interest(&acceptor.registration, true, false);
+            }
+        });
+    }
+}
+
+impl EventHandler for Acceptor {
+    fn on_ready(&self, _ready: Ready) {
+        let Some(server) = self.server.upgrade() else {
+            return;
+        };
+        let is_tcp = self.listener.is_tcp();
+        for _ in 0..ACCEPTS_PER_EVENT {
+            match self.listener.accept() {
+                Ok((socket, peer)) => {
+                    *lock(&self.backoff) = ACCEPT_BACKOFF_MIN;
+                    server.accepted(socket, peer, is_tcp);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // The peer gave up while queued: not our failure.
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) =>
+                {
+                    if let Some(this) = self.this.upgrade() {
+                        this.back_off();
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.detach();
+                    server.stop(Err(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_hangup(&self, ready: Ready) {
+        if let Some(server) = self.server.upgrade() {
+            let error = self
+                .listener
+                .take_error()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| io::Error::other(format!("listener failed: {ready:?}")));
+            server.stop(Err(error));
+        }
+    }
+}
