@@ -260,3 +260,41 @@ fn a_panicking_handler_is_cut_off_and_the_loop_keeps_serving() {
     assert!(!bad_reg.is_attached());
     poller.control(&reg, PollEvent::Detach).unwrap();
 }
+
+#[test]
+fn timers_fire_in_deadline_order_and_not_early() {
+    let poller = Poller::new().unwrap();
+    let (tx, rx) = channel();
+    let start = Instant::now();
+    for (label, ms) in [("b", 40u64), ("a", 20), ("c", 60)] {
+        let tx = tx.clone();
+        poller
+            .schedule(start + std::time::Duration::from_millis(ms), move || {
+                tx.send((label, start.elapsed())).unwrap()
+            })
+            .unwrap();
+    }
+    let fired: Vec<_> = (0..3).map(|_| rx.recv_timeout(LIMIT).unwrap()).collect();
+    assert_eq!(
+        fired.iter().map(|f| f.0).collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+    assert!(
+        fired[0].1 >= std::time::Duration::from_millis(20),
+        "{fired:?}"
+    );
+}
+
+#[test]
+fn an_earlier_timer_from_another_thread_wakes_a_loop_waiting_on_a_later_one() {
+    let poller = Poller::new().unwrap();
+    let far = Instant::now() + std::time::Duration::from_secs(3600);
+    poller.schedule(far, || {}).unwrap();
+    round_trip(&poller); // the loop now sleeps until the far timer
+    let (tx, rx) = channel();
+    poller
+        .schedule(Instant::now(), move || tx.send(()).unwrap())
+        .unwrap();
+    rx.recv_timeout(LIMIT)
+        .expect("the new earliest timer did not wake the loop");
+}

@@ -106,10 +106,6 @@ pub(crate) struct ConnInner {
 
     input: LinkBuffer,
     output: LinkBuffer,
-    /// Serialises readers (the buffer's consumer side is single-threaded).
-    read_lock: Mutex<()>,
-    /// Serialises writers (the buffer's producer side is single-threaded).
-    write_lock: Mutex<()>,
     /// Serialises senders of the output buffer: a flushing user or the poller.
     send_lock: Mutex<()>,
     /// Serialises epoll interest changes so the kernel sees the latest flags.
@@ -173,8 +169,6 @@ impl Connection {
                 peer_addr,
                 input: LinkBuffer::new(),
                 output: LinkBuffer::new(),
-                read_lock: Mutex::new(()),
-                write_lock: Mutex::new(()),
                 send_lock: Mutex::new(()),
                 interest_lock: Mutex::new(()),
                 arrived: AtomicU64::new(0),

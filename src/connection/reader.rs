@@ -2,7 +2,7 @@
 
 use std::io::{self, ErrorKind, Result};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -28,19 +28,16 @@ use super::{closed_error, eof_error, lock, ConnInner};
 /// ```
 pub struct ConnReader<'a> {
     inner: &'a Arc<ConnInner>,
-    _serial: MutexGuard<'a, ()>,
+    /// The input buffer's consumer side; holding it serialises readers.
+    reader: Reader<'a>,
 }
 
 impl<'a> ConnReader<'a> {
     pub(crate) fn new(inner: &'a Arc<ConnInner>) -> ConnReader<'a> {
         ConnReader {
             inner,
-            _serial: lock(&inner.read_lock),
+            reader: inner.input.consumer(),
         }
-    }
-
-    fn reader(&self) -> Reader<'_> {
-        self.inner.input.consumer()
     }
 
     /// Bytes readable now without waiting.
@@ -56,7 +53,7 @@ impl<'a> ConnReader<'a> {
     /// Takes the next `n` bytes, waiting for them.
     pub fn next(&mut self, n: usize) -> Result<Bytes> {
         self.wait_for(n)?;
-        let bytes = self.reader().next(n)?;
+        let bytes = self.reader.next(n)?;
         self.inner.consumed(n);
         Ok(bytes)
     }
@@ -64,13 +61,13 @@ impl<'a> ConnReader<'a> {
     /// Returns the next `n` bytes without taking them, waiting for them.
     pub fn peek(&mut self, n: usize) -> Result<Bytes> {
         self.wait_for(n)?;
-        self.reader().peek(n)
+        self.reader.peek(n)
     }
 
     /// Discards the next `n` bytes, waiting for them.
     pub fn skip(&mut self, n: usize) -> Result<()> {
         self.wait_for(n)?;
-        self.reader().skip(n)?;
+        self.reader.skip(n)?;
         self.inner.consumed(n);
         Ok(())
     }
@@ -80,8 +77,9 @@ impl<'a> ConnReader<'a> {
         let mut searched = 0;
         loop {
             let available = self.len();
-            if let Some(at) = self.reader().find(delim, searched) {
-                let bytes = self.reader().next(at + 1)?;
+            let found = self.reader.find(delim, searched);
+            if let Some(at) = found {
+                let bytes = self.reader.next(at + 1)?;
                 self.inner.consumed(at + 1);
                 return Ok(bytes);
             }
@@ -94,7 +92,7 @@ impl<'a> ConnReader<'a> {
     /// `InvalidData` error and consumes nothing.
     pub fn read_string(&mut self, n: usize) -> Result<String> {
         self.wait_for(n)?;
-        let text = self.reader().read_string(n)?;
+        let text = self.reader.read_string(n)?;
         self.inner.consumed(n);
         Ok(text)
     }
@@ -102,7 +100,7 @@ impl<'a> ConnReader<'a> {
     /// Copies the next `n` bytes into a new `Vec`, waiting for them.
     pub fn read_binary(&mut self, n: usize) -> Result<Vec<u8>> {
         self.wait_for(n)?;
-        let data = self.reader().read_binary(n)?;
+        let data = self.reader.read_binary(n)?;
         self.inner.consumed(n);
         Ok(data)
     }
@@ -110,7 +108,7 @@ impl<'a> ConnReader<'a> {
     /// Takes one byte, waiting for it.
     pub fn read_byte(&mut self) -> Result<u8> {
         self.wait_for(1)?;
-        let byte = self.reader().read_byte()?;
+        let byte = self.reader.read_byte()?;
         self.inner.consumed(1);
         Ok(byte)
     }
@@ -119,14 +117,14 @@ impl<'a> ConnReader<'a> {
     /// their blocks (no copy), waiting for them.
     pub fn slice(&mut self, n: usize) -> Result<super::stub_buffer::LinkBuffer> {
         self.wait_for(n)?;
-        let slice = self.reader().slice(n)?;
+        let slice = self.reader.slice(n)?;
         self.inner.consumed(n);
         Ok(slice)
     }
 
     /// Frees blocks already read. The handler task also does this after each `on_request`.
     pub fn release(&mut self) {
-        self.reader().release();
+        self.reader.release();
     }
 
     /// Waits until at least `n` bytes are buffered.
@@ -185,7 +183,6 @@ impl<'a> ConnReader<'a> {
 
 impl ConnInner {
     pub(crate) fn release_read_blocks(&self) {
-        let _serial = lock(&self.read_lock);
         self.input.consumer().release();
     }
 }

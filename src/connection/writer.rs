@@ -1,7 +1,7 @@
 //! `ConnWriter`: the output buffer's writer, with a flush that sends and waits for room.
 
 use std::io::{self, ErrorKind, Result};
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -25,19 +25,16 @@ use super::{closed_error, lock, ConnInner};
 /// ```
 pub struct ConnWriter<'a> {
     inner: &'a Arc<ConnInner>,
-    _serial: MutexGuard<'a, ()>,
+    /// The output buffer's producer side; holding it serialises writers.
+    writer: Writer<'a>,
 }
 
 impl<'a> ConnWriter<'a> {
     pub(crate) fn new(inner: &'a Arc<ConnInner>) -> ConnWriter<'a> {
         ConnWriter {
             inner,
-            _serial: lock(&inner.write_lock),
+            writer: inner.output.producer(),
         }
-    }
-
-    fn writer(&self) -> Writer<'_> {
-        self.inner.output.producer()
     }
 
     /// Before adding `n` bytes: fail on a closed connection, and wait for the peer to drain
@@ -46,7 +43,7 @@ impl<'a> ConnWriter<'a> {
         if self.inner.state.has(CLOSED) {
             return Err(closed_error());
         }
-        let queued = self.inner.output.len() + self.writer().malloc_len();
+        let queued = self.inner.output.len() + self.writer.malloc_len();
         if queued > 0 && queued + n > self.inner.output_cap {
             if self.inner.poller.is_current_thread() {
                 // An inline handler cannot wait for the poller it runs on.
@@ -63,17 +60,17 @@ impl<'a> ConnWriter<'a> {
     /// Returns `n` writable bytes in the output buffer, not yet visible to the sender.
     pub fn malloc(&mut self, n: usize) -> Result<&mut [u8]> {
         self.make_room(n)?;
-        todo_malloc(n)
+        Ok(self.writer.malloc(n))
     }
 
     /// Bytes written or malloc'ed since the last flush.
     pub fn malloc_len(&self) -> usize {
-        self.writer().malloc_len()
+        self.writer.malloc_len()
     }
 
     /// Keeps only the first `n` unflushed bytes.
     pub fn malloc_ack(&mut self, n: usize) -> Result<()> {
-        self.writer().malloc_ack(n)
+        self.writer.malloc_ack(n)
     }
 
     /// Appends UTF-8 text.
@@ -84,28 +81,28 @@ impl<'a> ConnWriter<'a> {
     /// Appends a copy of `data`.
     pub fn write_binary(&mut self, data: &[u8]) -> Result<()> {
         self.make_room(data.len())?;
-        self.writer().write_binary(data);
+        self.writer.write_binary(data);
         Ok(())
     }
 
     /// Appends one byte.
     pub fn write_byte(&mut self, byte: u8) -> Result<()> {
         self.make_room(1)?;
-        self.writer().write_byte(byte);
+        self.writer.write_byte(byte);
         Ok(())
     }
 
     /// Links `data` into the output without copying it.
     pub fn write_direct(&mut self, data: Bytes) -> Result<()> {
         self.make_room(data.len())?;
-        self.writer().write_direct(data);
+        self.writer.write_direct(data);
         Ok(())
     }
 
     /// Moves all of `other`'s bytes into the output without copying them.
     pub fn append(&mut self, other: LinkBuffer) -> Result<()> {
         self.make_room(other.len())?;
-        self.writer().append(other);
+        self.writer.append(other);
         Ok(())
     }
 
@@ -113,7 +110,7 @@ impl<'a> ConnWriter<'a> {
     /// otherwise the poller sends the rest while this waits, up to the write timeout
     /// (`TimedOut`; the data stays queued and keeps going out as the peer reads).
     pub fn flush(&mut self) -> Result<()> {
-        self.writer().flush();
+        self.writer.flush();
         self.inner.send_and_wait()
     }
 }
@@ -184,8 +181,4 @@ impl io::Write for super::Connection {
     fn flush(&mut self) -> Result<()> {
         super::Connection::flush(self)
     }
-}
-
-fn todo_malloc(_n: usize) -> Result<&'static mut [u8]> {
-    Err(io::Error::other("malloc pending the LinkBuffer"))
 }
