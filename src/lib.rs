@@ -24,6 +24,7 @@ mod dialer;
 mod event_loop;
 mod listener;
 mod loom;
+mod net;
 pub mod poll;
 pub mod runner;
 mod sys;

@@ -1,0 +1,314 @@
+//! One direction (read or write) of a poll descriptor: the state that makes sure a readiness
+//! event arriving between "the syscall said EAGAIN" and "go to sleep" is never lost (Go's
+//! `netpollblock` / `netpollunblock`, with `pdReady` / `pdWait`).
+//!
+//! | state     | meaning                                   | who moves it out            |
+//! |-----------|-------------------------------------------|-----------------------------|
+//! | `EMPTY`   | nothing latched, nobody waiting           | a waiter (→ `WAITING`), the poller (→ `READY`) |
+//! | `READY`   | readiness latched, nobody consumed it yet | a waiter (→ `EMPTY`, returns at once) |
+//! | `WAITING` | a waiter is published in `waiter`         | the poller (→ `READY`), close/deadline (→ `EMPTY`), the waiter cancelling (→ `EMPTY`) |
+//!
+//! Only I/O readiness is latched. Close and deadline expiry are not: they are published in the
+//! descriptor's info word *before* the waiter is woken, and a woken waiter reads that word. All
+//! transitions are SeqCst: the waiter's "publish WAITING, then re-check the info word" and the
+//! closer's "set the info word, then look for a waiter" form a Dekker pair.
+//!
+//! A waiter is a parked thread or an async task's `Waker`: one mechanism for both faces.
+
+use std::task::{Context, Poll, Waker};
+
+#[cfg(loom)]
+use loom::thread::{current, park, Thread};
+#[cfg(not(loom))]
+use std::thread::{current, park, Thread};
+
+use crate::loom::{AtomicU8, Mutex, Ordering};
+
+const EMPTY: u8 = 0;
+const READY: u8 = 1;
+const WAITING: u8 = 2;
+
+/// Who to wake.
+pub(crate) enum Waiter {
+    Thread(Thread),
+    Task(Waker),
+}
+
+impl Waiter {
+    fn wake(self) {
+        match self {
+            Waiter::Thread(thread) => thread.unpark(),
+            Waiter::Task(waker) => waker.wake(),
+        }
+    }
+}
+
+/// The outcome of a wait, before the caller looks at the info word.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// I/O readiness was consumed: retry the syscall.
+    Ready,
+    /// Woken without readiness (close, deadline, or a deadline change): check why.
+    Interrupted,
+}
+
+#[derive(Default)]
+pub(crate) struct Slot {
+    state: AtomicU8,
+    waiter: Mutex<Option<Waiter>>,
+}
+
+impl Slot {
+    /// Marks readiness (`io_ready`) or interrupts a waiter (close or deadline). Returns the
+    /// waiter to wake; the caller wakes it after releasing its own locks.
+    #[must_use]
+    pub(crate) fn unblock(&self, io_ready: bool) -> Option<Waiter> {
+        loop {
+            let old = self.state.load(Ordering::SeqCst);
+            let new = match (old, io_ready) {
+                (READY, _) | (_, true) => READY,
+                _ => EMPTY,
+            };
+            // Always a read-modify-write, even when nothing changes: it orders this call after
+            // the caller's info-word store against the waiter's EMPTY → WAITING, so the Dekker
+            // pair holds with acquire/release alone (loom models SeqCst as AcqRel).
+            if self
+                .state
+                .compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return if old == WAITING {
+                    lock(&self.waiter).take()
+                } else {
+                    None
+                };
+            }
+        }
+    }
+
+    /// Blocks the calling thread until readiness or an interruption. `interrupted` is the
+    /// caller's check of the info word (closed / expired), run after publishing the wait: if it
+    /// says so, the wait is cancelled without sleeping.
+    pub(crate) fn wait(&self, interrupted: impl Fn() -> bool) -> Woken {
+        if self.take_ready() {
+            return Woken::Ready;
+        }
+        *lock(&self.waiter) = Some(Waiter::Thread(current()));
+        match self.publish_wait(&interrupted) {
+            Some(woken) => woken,
+            None => {
+                while self.state.load(Ordering::SeqCst) == WAITING {
+                    park();
+                }
+                self.finish()
+            }
+        }
+    }
+
+    /// The async face of [`Slot::wait`]: registers `cx`'s waker and returns `Pending`, or the
+    /// outcome if there already is one.
+    pub(crate) fn poll_wait(
+        &self,
+        cx: &mut Context<'_>,
+        interrupted: impl Fn() -> bool,
+    ) -> Poll<Woken> {
+        if self.take_ready() {
+            return Poll::Ready(Woken::Ready);
+        }
+        let state = self.state.load(Ordering::SeqCst);
+        if state == WAITING {
+            // Polled again while waiting: refresh the waker, then make sure the poller did not
+            // move the slot while we did.
+            *lock(&self.waiter) = Some(Waiter::Task(cx.waker().clone()));
+            if self.state.load(Ordering::SeqCst) == WAITING {
+                if interrupted() {
+                    return Poll::Ready(self.cancel());
+                }
+                return Poll::Pending;
+            }
+            return Poll::Ready(self.finish());
+        }
+        *lock(&self.waiter) = Some(Waiter::Task(cx.waker().clone()));
+        match self.publish_wait(&interrupted) {
+            Some(woken) => Poll::Ready(woken),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Consumes latched readiness, if any.
+    fn take_ready(&self) -> bool {
+        self.state
+            .compare_exchange(READY, EMPTY, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// EMPTY → WAITING, then the re-check. `Some` when the wait is already over.
+    fn publish_wait(&self, interrupted: &impl Fn() -> bool) -> Option<Woken> {
+        loop {
+            match self
+                .state
+                .compare_exchange(EMPTY, WAITING, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => break,
+                Err(READY) => {
+                    if self.take_ready() {
+                        return Some(Woken::Ready);
+                    }
+                }
+                // Another waiter in this direction: the callers' per-direction lock rules it
+                // out; treat it as an interruption rather than corrupt the slot.
+                Err(_) => return Some(Woken::Interrupted),
+            }
+        }
+        // Published: a close or deadline set before this point is visible now, and one set
+        // after it will find us WAITING.
+        if interrupted() {
+            return Some(self.cancel());
+        }
+        None
+    }
+
+    /// Leaves the wait early (interrupted while WAITING).
+    fn cancel(&self) -> Woken {
+        match self.state.swap(EMPTY, Ordering::SeqCst) {
+            // Readiness won the race: it is consumed, but the caller returns an error anyway;
+            // the next call tries its syscall before waiting, so nothing is lost.
+            READY => Woken::Ready,
+            _ => Woken::Interrupted,
+        }
+    }
+
+    /// After the state left WAITING: reset it and say why.
+    fn finish(&self) -> Woken {
+        match self.state.swap(EMPTY, Ordering::SeqCst) {
+            READY => Woken::Ready,
+            _ => Woken::Interrupted,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> crate::loom::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    #[test]
+    fn latched_readiness_is_consumed_without_sleeping() {
+        let slot = Slot::default();
+        assert!(slot.unblock(true).is_none());
+        assert_eq!(slot.wait(|| false), Woken::Ready);
+    }
+
+    #[test]
+    fn an_interruption_is_not_latched() {
+        let slot = Slot::default();
+        assert!(slot.unblock(false).is_none());
+        let closed = AtomicBool::new(true);
+        assert_eq!(
+            slot.wait(|| closed.load(Ordering::SeqCst)),
+            Woken::Interrupted
+        );
+    }
+
+    #[test]
+    fn a_parked_thread_is_woken_by_readiness() {
+        let slot = Arc::new(Slot::default());
+        let waiter = {
+            let slot = slot.clone();
+            std::thread::spawn(move || slot.wait(|| false))
+        };
+        // Bounded: each round either wakes the waiter or finds it not yet waiting.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !waiter.is_finished() && std::time::Instant::now() < deadline {
+            if let Some(w) = slot.unblock(true) {
+                w.wake();
+            }
+            std::thread::yield_now();
+        }
+        assert_eq!(waiter.join().unwrap(), Woken::Ready);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! `RUSTFLAGS="--cfg loom" cargo test --release --lib net::slot`
+    use super::*;
+    use loom::sync::atomic::AtomicBool;
+    use loom::sync::Arc;
+
+    /// Readiness racing the wait is never lost: the waiter returns Ready.
+    #[test]
+    fn readiness_racing_the_wait_is_never_lost() {
+        loom::model(|| {
+            let slot = Arc::new(Slot::default());
+            let poller = {
+                let slot = slot.clone();
+                loom::thread::spawn(move || {
+                    if let Some(w) = slot.unblock(true) {
+                        w.wake();
+                    }
+                })
+            };
+            assert_eq!(slot.wait(|| false), Woken::Ready);
+            poller.join().unwrap();
+        });
+    }
+
+    /// A close racing the wait always ends it: published before the wait (seen by the
+    /// re-check) or after it (the closer finds WAITING and wakes it).
+    #[test]
+    fn close_racing_the_wait_always_ends_it() {
+        loom::model(|| {
+            let slot = Arc::new(Slot::default());
+            let closed = Arc::new(AtomicBool::new(false));
+            let closer = {
+                let (slot, closed) = (slot.clone(), closed.clone());
+                loom::thread::spawn(move || {
+                    closed.store(true, Ordering::SeqCst);
+                    if let Some(w) = slot.unblock(false) {
+                        w.wake();
+                    }
+                })
+            };
+            let woken = slot.wait(|| closed.load(Ordering::SeqCst));
+            assert_eq!(woken, Woken::Interrupted);
+            closer.join().unwrap();
+        });
+    }
+
+    /// Readiness, a deadline and a close all racing one waiter: it wakes exactly once and the
+    /// slot ends EMPTY or READY (never WAITING with nobody to wake).
+    #[test]
+    fn readiness_deadline_and_close_racing() {
+        loom::model(|| {
+            let slot = Arc::new(Slot::default());
+            let closed = Arc::new(AtomicBool::new(false));
+            let ready = {
+                let slot = slot.clone();
+                loom::thread::spawn(move || {
+                    if let Some(w) = slot.unblock(true) {
+                        w.wake();
+                    }
+                })
+            };
+            let closer = {
+                let (slot, closed) = (slot.clone(), closed.clone());
+                loom::thread::spawn(move || {
+                    closed.store(true, Ordering::SeqCst);
+                    if let Some(w) = slot.unblock(false) {
+                        w.wake();
+                    }
+                })
+            };
+            let _ = slot.wait(|| closed.load(Ordering::SeqCst));
+            ready.join().unwrap();
+            closer.join().unwrap();
+            assert_ne!(slot.state.load(Ordering::SeqCst), WAITING);
+        });
+    }
+}
