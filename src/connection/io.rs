@@ -1,7 +1,7 @@
 //! The poller's side of a connection: read into the input buffer, send the output buffer while
 //! a flush waits, and turn hang-ups into an orderly close.
 
-use std::io::{ErrorKind, Result};
+use std::io::{ErrorKind, IoSlice, Result};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,12 +11,7 @@ use super::{lock, ConnInner};
 use crate::poll::{EventHandler, PollEvent, Ready};
 use crate::sys::socket::{readv, sendmsg};
 
-/// The first read books 512 bytes (CloudWeGo netpoll's starting book size); every read that
-/// fills what it booked doubles it, up to [`MAX_BOOK_SIZE`].
-pub(crate) const INITIAL_BOOK_SIZE: usize = 512;
-/// The largest single `readv`: 64 KiB, the most one TCP segment train usually delivers.
-pub(crate) const MAX_BOOK_SIZE: usize = 64 * 1024;
-/// At most this many blocks per `readv` / `sendmsg`.
+/// At most this many blocks per `sendmsg`.
 const MAX_IOV_BLOCKS: usize = 16;
 
 impl EventHandler for ConnInner {
@@ -49,15 +44,12 @@ impl ConnInner {
     /// One `readv` into booked input blocks. Returns the bytes read (0 on would-block, EOF or
     /// error, which are handled here).
     fn read_input(&self) -> usize {
-        let book = self.book_size.load(Ordering::Relaxed);
         let result = {
-            let mut producer = self.input.producer();
-            let mut iovecs = producer.book(book, MAX_IOV_BLOCKS);
-            let result = readv(self.socket.as_raw_fd(), &mut iovecs);
-            drop(iovecs);
-            if let Ok(n) = result {
-                producer.book_ack(n);
-            }
+            let mut producer = self.input.writer();
+            let size = producer.next_book_size();
+            let mut booked = producer.book(size, 2);
+            let result = readv(self.socket.as_raw_fd(), &mut booked);
+            producer.book_ack(*result.as_ref().unwrap_or(&0));
             result
         };
         match result {
@@ -70,9 +62,6 @@ impl ConnInner {
                 0
             }
             Ok(n) => {
-                if n == book && book < MAX_BOOK_SIZE {
-                    self.book_size.store(book * 2, Ordering::Relaxed);
-                }
                 self.touch();
                 self.input_arrived(n);
                 n
@@ -113,15 +102,15 @@ impl ConnInner {
     /// Sends as much of the output buffer as the socket takes. Returns whether it is empty.
     pub(crate) fn send_output(&self) -> Result<bool> {
         let _sending = lock(&self.send_lock);
-        let mut consumer = self.output.consumer();
+        let mut consumer = self.output.reader();
         loop {
-            let iovecs = consumer.readable_iovecs(MAX_IOV_BLOCKS);
-            if iovecs.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV_BLOCKS];
+            let count = consumer.readable_slices(&mut slices);
+            if count == 0 {
+                consumer.release();
                 return Ok(true);
             }
-            let result = sendmsg(self.socket.as_raw_fd(), &iovecs);
-            drop(iovecs);
-            match result {
+            match sendmsg(self.socket.as_raw_fd(), &slices[..count]) {
                 Ok(n) => {
                     consumer.skip(n)?;
                     consumer.release();

@@ -16,7 +16,6 @@ mod io;
 mod process;
 mod reader;
 pub(crate) mod state;
-pub(crate) mod stub_buffer;
 mod writer;
 
 use std::fmt;
@@ -32,10 +31,10 @@ pub use reader::ConnReader;
 pub use writer::ConnWriter;
 
 use crate::addr::Addr;
+use crate::buffer::LinkBuffer;
 use crate::poll::{EventHandler, PollEvent, Poller, Registration};
 use crate::runner::HandlerPool;
 use state::*;
-use stub_buffer::LinkBuffer;
 
 /// Default cap on unread input per connection: past it the poller stops reading the socket until
 /// the handler consumes (a single `next(n)` larger than this still gets its n bytes).
@@ -117,8 +116,6 @@ pub(crate) struct ConnInner {
     consumed: AtomicU64,
     /// Bytes a waiting reader needs buffered; 0 when no reader waits.
     wait_size: AtomicUsize,
-    /// How many bytes the next `readv` books; grows with the sizes reads return.
-    book_size: AtomicUsize,
     waiters: Mutex<()>,
     read_ready: Condvar,
     write_ready: Condvar,
@@ -174,7 +171,6 @@ impl Connection {
                 arrived: AtomicU64::new(0),
                 consumed: AtomicU64::new(0),
                 wait_size: AtomicUsize::new(0),
-                book_size: AtomicUsize::new(io::INITIAL_BOOK_SIZE),
                 waiters: Mutex::new(()),
                 read_ready: Condvar::new(),
                 write_ready: Condvar::new(),

@@ -8,8 +8,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::state::*;
-use super::stub_buffer::Reader;
 use super::{closed_error, eof_error, lock, ConnInner};
+use crate::buffer::{LinkBuffer, Reader};
 
 /// Reads a connection's input. Every call that needs n bytes waits until they arrived, the
 /// read timeout passed (`TimedOut`), or the connection closed (`UnexpectedEof` once the peer
@@ -36,7 +36,7 @@ impl<'a> ConnReader<'a> {
     pub(crate) fn new(inner: &'a Arc<ConnInner>) -> ConnReader<'a> {
         ConnReader {
             inner,
-            reader: inner.input.consumer(),
+            reader: inner.input.reader(),
         }
     }
 
@@ -113,9 +113,9 @@ impl<'a> ConnReader<'a> {
         Ok(byte)
     }
 
-    /// Takes the next `n` bytes as a new, independent [`super::stub_buffer::LinkBuffer`] that shares
+    /// Takes the next `n` bytes as a new, independent [`LinkBuffer`] that shares
     /// their blocks (no copy), waiting for them.
-    pub fn slice(&mut self, n: usize) -> Result<super::stub_buffer::LinkBuffer> {
+    pub fn slice(&mut self, n: usize) -> Result<LinkBuffer> {
         self.wait_for(n)?;
         let slice = self.reader.slice(n)?;
         self.inner.consumed(n);
@@ -183,7 +183,7 @@ impl<'a> ConnReader<'a> {
 
 impl ConnInner {
     pub(crate) fn release_read_blocks(&self) {
-        self.input.consumer().release();
+        self.input.reader().release();
     }
 }
 

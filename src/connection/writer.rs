@@ -7,8 +7,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::state::*;
-use super::stub_buffer::{LinkBuffer, Writer};
 use super::{closed_error, lock, ConnInner};
+use crate::buffer::{LinkBuffer, Writer};
 
 /// Writes a connection's output. Data becomes visible to the sender only at
 /// [`flush`](ConnWriter::flush), all at once. Past the output cap a write first waits (up to
@@ -33,7 +33,7 @@ impl<'a> ConnWriter<'a> {
     pub(crate) fn new(inner: &'a Arc<ConnInner>) -> ConnWriter<'a> {
         ConnWriter {
             inner,
-            writer: inner.output.producer(),
+            writer: inner.output.writer(),
         }
     }
 

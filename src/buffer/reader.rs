@@ -1,0 +1,285 @@
+//! The consumer side of a `LinkBuffer`.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::{lock, pool, too_short, LinkBuffer};
+use crate::loom::{MutexGuard, Ordering};
+
+/// What the reader owns: chunks taken from the hand-off queue, and consumed chunks waiting
+/// for [`Reader::release`].
+#[derive(Default)]
+pub(crate) struct ReadSide {
+    chunks: VecDeque<Bytes>,
+    /// Bytes in `chunks`.
+    len: usize,
+    spent: Vec<Bytes>,
+}
+
+impl ReadSide {
+    pub(crate) fn block_count(&self) -> usize {
+        self.chunks.len() + self.spent.len()
+    }
+}
+
+/// Reads a [`LinkBuffer`]: takes bytes as [`Bytes`] that share the buffer's blocks when the
+/// range lies in one block (one copy when it spans blocks). Asking for more than
+/// [`len`](Reader::len) fails with `UnexpectedEof` and consumes nothing; waiting for more data
+/// is the connection's job.
+///
+/// ```
+/// use netpoll::buffer::LinkBuffer;
+///
+/// let buf = LinkBuffer::new();
+/// let mut writer = buf.writer();
+/// writer.write_binary(&[0, 5]);
+/// writer.write_string("hello");
+/// writer.flush();
+/// drop(writer);
+///
+/// let mut reader = buf.reader();
+/// let len = u16::from_be_bytes([reader.read_byte()?, reader.read_byte()?]) as usize;
+/// let body = reader.next(len)?;            // a view into the block, no copy
+/// assert_eq!(&body[..], b"hello");
+/// assert!(reader.next(1).is_err());        // nothing left
+/// reader.release();                        // blocks go back to the pool
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Reader<'a> {
+    buffer: &'a LinkBuffer,
+    side: MutexGuard<'a, ReadSide>,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buffer: &'a LinkBuffer, side: MutexGuard<'a, ReadSide>) -> Reader<'a> {
+        Reader { buffer, side }
+    }
+
+    /// Bytes readable now.
+    pub fn len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// True when nothing is readable.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes the next `n` bytes.
+    pub fn next(&mut self, n: usize) -> io::Result<Bytes> {
+        if n == 0 {
+            return Ok(Bytes::new());
+        }
+        self.ensure(n)?;
+        let front = &mut self.side.chunks[0];
+        let bytes = if front.len() >= n {
+            front.split_to(n)
+        } else {
+            self.copy_out(n)
+        };
+        self.consumed(n);
+        Ok(bytes)
+    }
+
+    /// Returns the next `n` bytes without taking them.
+    pub fn peek(&mut self, n: usize) -> io::Result<Bytes> {
+        if n == 0 {
+            return Ok(Bytes::new());
+        }
+        self.ensure(n)?;
+        let front = &self.side.chunks[0];
+        if front.len() >= n {
+            return Ok(front.slice(..n));
+        }
+        let mut out = BytesMut::with_capacity(n);
+        for chunk in &self.side.chunks {
+            let take = (n - out.len()).min(chunk.len());
+            out.extend_from_slice(&chunk[..take]);
+            if out.len() == n {
+                break;
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    /// Discards the next `n` bytes.
+    pub fn skip(&mut self, n: usize) -> io::Result<()> {
+        self.ensure(n)?;
+        let mut left = n;
+        while left > 0 {
+            let front = &mut self.side.chunks[0];
+            if front.len() > left {
+                front.advance(left);
+                break;
+            }
+            left -= front.len();
+            self.pop_front();
+        }
+        self.consumed(n);
+        Ok(())
+    }
+
+    /// Takes bytes through the first `delim`. Without one buffered, fails with
+    /// `UnexpectedEof` and consumes nothing.
+    pub fn until(&mut self, delim: u8) -> io::Result<Bytes> {
+        match self.find(delim, 0) {
+            Some(at) => self.next(at + 1),
+            None => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "delimiter not found in the buffered bytes",
+            )),
+        }
+    }
+
+    /// The offset of the first `delim` at or after offset `from`, if buffered.
+    pub fn find(&mut self, delim: u8, from: usize) -> Option<usize> {
+        self.pull();
+        let mut offset = 0;
+        for chunk in &self.side.chunks {
+            if offset + chunk.len() > from {
+                let start = from.saturating_sub(offset);
+                if let Some(i) = chunk[start..].iter().position(|b| *b == delim) {
+                    return Some(offset + start + i);
+                }
+            }
+            offset += chunk.len();
+        }
+        None
+    }
+
+    /// Takes the next `n` bytes as UTF-8 text; invalid UTF-8 fails with `InvalidData` and
+    /// consumes nothing.
+    pub fn read_string(&mut self, n: usize) -> io::Result<String> {
+        let bytes = self.peek(n)?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+            .to_owned();
+        self.skip(n)?;
+        Ok(text)
+    }
+
+    /// Copies the next `n` bytes into a new `Vec`.
+    pub fn read_binary(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        self.ensure(n)?;
+        let mut out = Vec::with_capacity(n);
+        for chunk in &self.side.chunks {
+            let take = (n - out.len()).min(chunk.len());
+            out.extend_from_slice(&chunk[..take]);
+            if out.len() == n {
+                break;
+            }
+        }
+        self.skip(n)?;
+        Ok(out)
+    }
+
+    /// Takes one byte.
+    pub fn read_byte(&mut self) -> io::Result<u8> {
+        self.ensure(1)?;
+        let byte = self.side.chunks[0][0];
+        self.skip(1)?;
+        Ok(byte)
+    }
+
+    /// Takes the next `n` bytes as a new buffer that shares their blocks (no copy).
+    pub fn slice(&mut self, n: usize) -> io::Result<LinkBuffer> {
+        if n == 0 {
+            return Ok(LinkBuffer::new());
+        }
+        self.ensure(n)?;
+        let mut parts = Vec::new();
+        let mut left = n;
+        while left > 0 {
+            let front = &mut self.side.chunks[0];
+            if front.len() > left {
+                parts.push(front.split_to(left));
+                break;
+            }
+            left -= front.len();
+            parts.push(front.clone());
+            self.pop_front();
+        }
+        self.consumed(n);
+        let out = LinkBuffer::new();
+        out.publish(parts);
+        Ok(out)
+    }
+
+    /// Frees blocks already read: each goes back to the pool unless something (a `Bytes`
+    /// handed out earlier) still shares it, in which case it is freed when that drops.
+    pub fn release(&mut self) {
+        for chunk in self.side.spent.drain(..) {
+            pool::recycle(chunk);
+        }
+    }
+
+    /// Fills `out` with the readable chunks, up to its length, for one vectored write; returns
+    /// how many it filled. Follow a partial write with [`skip`](Reader::skip) and
+    /// [`release`](Reader::release).
+    pub fn readable_slices<'s>(&'s mut self, out: &mut [IoSlice<'s>]) -> usize {
+        self.pull();
+        let mut filled = 0;
+        for (slot, chunk) in out.iter_mut().zip(self.side.chunks.iter()) {
+            *slot = IoSlice::new(chunk);
+            filled += 1;
+        }
+        filled
+    }
+
+    /// Moves published chunks into the reader's own queue.
+    fn pull(&mut self) {
+        let mut handoff = lock(&self.buffer.handoff);
+        if handoff.is_empty() {
+            return;
+        }
+        let side = &mut *self.side;
+        for chunk in handoff.drain(..) {
+            side.len += chunk.len();
+            side.chunks.push_back(chunk);
+        }
+    }
+
+    /// Makes `n` bytes available in `chunks`; callers return early for `n == 0`.
+    fn ensure(&mut self, n: usize) -> io::Result<()> {
+        if self.side.len < n {
+            self.pull();
+        }
+        if self.side.len < n {
+            return Err(too_short(n, self.side.len));
+        }
+        Ok(())
+    }
+
+    /// One copy of the next `n` bytes, which span blocks; consumes them.
+    fn copy_out(&mut self, n: usize) -> Bytes {
+        let mut out = BytesMut::with_capacity(n);
+        while out.len() < n {
+            let want = n - out.len();
+            let front = &mut self.side.chunks[0];
+            if front.len() > want {
+                out.extend_from_slice(&front[..want]);
+                front.advance(want);
+            } else {
+                out.extend_from_slice(front);
+                self.pop_front();
+            }
+        }
+        out.freeze()
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(chunk) = self.side.chunks.pop_front() {
+            self.side.spent.push(chunk);
+        }
+    }
+
+    fn consumed(&mut self, n: usize) {
+        self.side.len -= n;
+        if self.side.chunks.front().is_some_and(|c| c.is_empty()) {
+            self.pop_front();
+        }
+        self.buffer.len.fetch_sub(n, Ordering::AcqRel);
+    }
+}
