@@ -515,3 +515,37 @@ fn shutdown_closes_what_is_still_running_at_the_deadline() {
     let mut buf = [0u8; 1];
     assert_eq!(stuck.read(&mut buf).unwrap(), 0);
 }
+
+#[test]
+fn writes_past_the_output_cap_wait_then_fail_against_a_peer_that_never_reads() {
+    const CAP: usize = 256 * 1024;
+    let (tx, rx) = channel();
+    let tx = shared(tx);
+    let server = TestServer::start(
+        EventLoop::builder()
+            .output_cap(CAP)
+            .write_timeout(Duration::from_millis(200))
+            .on_connect(move |_, conn| {
+                // Writes without flushing: the cap alone must stop the growth.
+                let chunk = vec![5u8; 64 * 1024];
+                let mut result = Ok(());
+                let mut written = 0usize;
+                while result.is_ok() && written < (256 << 20) {
+                    result = conn.writer().write_binary(&chunk);
+                    written += chunk.len();
+                }
+                let queued = conn.writer().malloc_len();
+                let _ = tx.lock().unwrap().send((result, written, queued));
+            })
+            .build()
+            .unwrap(),
+    );
+    let _client = server.connect();
+    let (result, written, queued) = rx.recv_timeout(LIMIT).unwrap();
+    assert_eq!(result.unwrap_err().kind(), ErrorKind::TimedOut);
+    assert!(
+        written < 64 << 20,
+        "wrote {written} bytes before the cap held"
+    );
+    assert!(queued <= CAP, "{queued} bytes queued past the cap");
+}
