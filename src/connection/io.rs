@@ -85,7 +85,9 @@ impl ConnInner {
                 let _guard = lock(&self.waiters);
                 self.read_ready.notify_all();
             }
-        } else {
+        } else if lock(&self.callbacks).on_request.is_some() {
+            // Without a handler (a dialed connection read by its owner) there is nothing to
+            // schedule: readers take the bytes when they come.
             self.self_arc().schedule_processing();
         }
         if buffered >= self.effective_input_cap() {
