@@ -477,8 +477,11 @@ impl ConnInner {
         });
     }
 
+    /// Records activity for the idle timer; free when no idle timeout is set.
     fn touch(&self) {
-        self.last_active.store(now_ms(), Ordering::Relaxed);
+        if self.idle_timeout_ms.load(Ordering::Relaxed) != 0 {
+            self.last_active.store(now_ms(), Ordering::Relaxed);
+        }
     }
 }
 
