@@ -33,7 +33,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Measured seconds per run (after a 0.5 s warm-up).
-    #[arg(long, default_value_t = 1.2)]
+    #[arg(long, default_value_t = 1.0)]
     secs: f64,
     /// Servers, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
