@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use socket2::{Socket, TcpKeepalive};
 
 use crate::addr::Addr;
-use crate::connection::{lock, ConnOptions, Connection, Executor};
+use crate::connection::{lock, ConnHooks, ConnOptions, Connection, Executor};
 use crate::listener::Listener;
 use crate::poll::{EventHandler, LoadBalance, PollEvent, PollManager, Poller, Ready, Registration};
 use crate::runner::HandlerPool;
@@ -66,9 +66,7 @@ pub struct EventLoopBuilder<C> {
 struct Shared<C> {
     this: Weak<Shared<C>>,
     on_prepare: Prepare<C>,
-    on_connect: Option<Hook<C>>,
-    on_request: Option<Request<C>>,
-    on_disconnect: Option<Hook<C>>,
+    callbacks: Arc<Callbacks<C>>,
     options: ConnOptions,
     keepalive: Option<Duration>,
     manager: ManagerRef,
@@ -259,9 +257,11 @@ impl<C: Send + Sync + 'static> EventLoopBuilder<C> {
             shared: Arc::new_cyclic(|this| Shared {
                 this: this.clone(),
                 on_prepare: self.on_prepare,
-                on_connect: self.on_connect,
-                on_request: self.on_request,
-                on_disconnect: self.on_disconnect,
+                callbacks: Arc::new(Callbacks {
+                    on_connect: self.on_connect,
+                    on_request: self.on_request,
+                    on_disconnect: self.on_disconnect,
+                }),
                 options: self.options,
                 keepalive: self.keepalive,
                 manager,
@@ -381,6 +381,58 @@ impl<C: Send + Sync + 'static> EventLoop<C> {
     }
 }
 
+/// The server's connection callbacks, shared by all its connections.
+struct Callbacks<C> {
+    on_connect: Option<Hook<C>>,
+    on_request: Option<Request<C>>,
+    on_disconnect: Option<Hook<C>>,
+}
+
+/// One accepted connection's context with the server's callbacks: a single allocation.
+struct PerConn<C> {
+    context: C,
+    callbacks: Arc<Callbacks<C>>,
+    /// Weak: the server's connection table holds the connection, which holds this.
+    server: Weak<Shared<C>>,
+    id: u64,
+}
+
+impl<C: Send + Sync + 'static> ConnHooks for PerConn<C> {
+    fn has_on_request(&self) -> bool {
+        self.callbacks.on_request.is_some()
+    }
+
+    fn on_request(&self, conn: &Connection) -> Result<()> {
+        match &self.callbacks.on_request {
+            Some(f) => f(&self.context, conn),
+            None => Ok(()),
+        }
+    }
+
+    fn on_connect(&self, conn: &Connection) {
+        if let Some(f) = &self.callbacks.on_connect {
+            f(&self.context, conn);
+        }
+    }
+
+    fn has_on_disconnect(&self) -> bool {
+        self.callbacks.on_disconnect.is_some()
+    }
+
+    fn on_disconnect(&self, conn: &Connection) {
+        if let Some(f) = &self.callbacks.on_disconnect {
+            f(&self.context, conn);
+        }
+    }
+
+    fn on_close(&self, _conn: &Connection) {
+        if let Some(server) = self.server.upgrade() {
+            lock(&server.connections).remove(&self.id);
+            server.conns_changed.notify_all();
+        }
+    }
+}
+
 /// What the acceptor needs from its server, without the server's context type.
 trait AcceptSink: Send + Sync {
     fn accepted(&self, socket: Socket, peer: Addr, is_tcp: bool);
@@ -402,41 +454,22 @@ impl<C: Send + Sync + 'static> AcceptSink for Shared<C> {
         };
         let poller: Arc<Poller> = self.manager.get().pick_for(peer.as_inet());
         let conn = Connection::new(socket, poller, Some(local), peer, &self.options, 0);
-        let context = Arc::new((self.on_prepare)(&conn));
+        let context = (self.on_prepare)(&conn);
         if !conn.is_active() {
             return; // on_prepare refused it
         }
-        let on_request = self.on_request.clone().map(|f| {
-            let context = Arc::clone(&context);
-            Arc::new(move |c: &Connection| f(&context, c)) as crate::connection::OnRequest
-        });
-        let hook = |f: &Option<Hook<C>>| {
-            f.clone().map(|f| {
-                let context = Arc::clone(&context);
-                Box::new(move |c: &Connection| f(&context, c))
-                    as Box<dyn FnOnce(&Connection) + Send>
-            })
-        };
-        let has_on_connect = self.on_connect.is_some();
-        conn.set_callbacks(
-            on_request,
-            hook(&self.on_connect),
-            hook(&self.on_disconnect),
-        );
-
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        conn.set_hooks(Arc::new(PerConn {
+            context,
+            callbacks: Arc::clone(&self.callbacks),
+            server: self.this.clone(),
+            id,
+        }));
         lock(&self.connections).insert(id, conn.clone());
-        let server = self.this.clone();
-        conn.add_close_callback(move |_| {
-            if let Some(server) = server.upgrade() {
-                lock(&server.connections).remove(&id);
-                server.conns_changed.notify_all();
-            }
-        });
         if conn.register(PollEvent::Readable).is_err() {
             return; // register closed it; the close callback forgot it
         }
-        if has_on_connect {
+        if self.callbacks.on_connect.is_some() {
             conn.inner.schedule_processing();
         }
     }

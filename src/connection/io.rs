@@ -85,7 +85,7 @@ impl ConnInner {
                 let _guard = lock(&self.waiters);
                 self.read_ready.notify_all();
             }
-        } else if lock(&self.callbacks).on_request.is_some() {
+        } else if self.has_request_handler() {
             // Without a handler (a dialed connection read by its owner) there is nothing to
             // schedule: readers take the bytes when they come.
             self.self_arc().schedule_processing();
@@ -146,8 +146,8 @@ impl ConnInner {
         }
         let this = self.self_arc();
         this.wake_all();
-        let on_disconnect = lock(&self.callbacks).on_disconnect.take();
-        if let Some(on_disconnect) = on_disconnect {
+        let hooks = self.hooks().filter(|h| h.has_on_disconnect());
+        if let Some(hooks) = hooks {
             if self.state.acquire(DISCONNECTED) {
                 self.state.set(DISCONNECTING);
                 let conn = super::Connection {
@@ -156,7 +156,7 @@ impl ConnInner {
                 let task_inner = Arc::clone(&this);
                 this.run_user_code(move || {
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        on_disconnect(&conn)
+                        hooks.on_disconnect(&conn)
                     }));
                     task_inner.state.clear(DISCONNECTING);
                     task_inner.finish_if_done();
@@ -165,7 +165,7 @@ impl ConnInner {
         }
         // The handler task (if one runs, or the one scheduled here) closes once the input left
         // is handled; with no handler, close now.
-        if lock(&self.callbacks).on_request.is_none() {
+        if !self.has_request_handler() {
             if !self.state.has(PROCESSING) {
                 this.close_with(ErrorKind::UnexpectedEof);
             }

@@ -136,10 +136,41 @@ pub(crate) struct ConnInner {
 
 #[derive(Default)]
 struct Callbacks {
+    /// Set by `set_on_request` (a dialed connection's handler).
     on_request: Option<OnRequest>,
-    on_connect: Option<OnceCallback>,
-    on_disconnect: Option<OnceCallback>,
+    /// A server's callbacks and this connection's context, in one allocation.
+    hooks: Option<Arc<dyn ConnHooks>>,
     on_close: Vec<OnceCallback>,
+}
+
+/// What a server attaches to each accepted connection: its callbacks with the connection's
+/// context. One object per connection keeps an idle connection small.
+pub(crate) trait ConnHooks: Send + Sync {
+    /// False if the server has no `on_request` (input then just accumulates, up to the cap).
+    fn has_on_request(&self) -> bool;
+    fn on_request(&self, conn: &Connection) -> Result<()>;
+    fn on_connect(&self, conn: &Connection);
+    /// False if the server has no `on_disconnect` (so none is scheduled).
+    fn has_on_disconnect(&self) -> bool;
+    fn on_disconnect(&self, conn: &Connection);
+    /// Runs with the close callbacks, once.
+    fn on_close(&self, conn: &Connection);
+}
+
+/// The handler `on_request` calls resolve to.
+#[derive(Clone)]
+pub(crate) enum RequestHandler {
+    Closure(OnRequest),
+    Hooks(Arc<dyn ConnHooks>),
+}
+
+impl RequestHandler {
+    pub(crate) fn call(&self, conn: &Connection) -> Result<()> {
+        match self {
+            RequestHandler::Closure(f) => f(conn),
+            RequestHandler::Hooks(h) => h.on_request(conn),
+        }
+    }
 }
 
 impl Connection {
@@ -256,16 +287,8 @@ impl Connection {
         }
     }
 
-    pub(crate) fn set_callbacks(
-        &self,
-        on_request: Option<OnRequest>,
-        on_connect: Option<OnceCallback>,
-        on_disconnect: Option<OnceCallback>,
-    ) {
-        let mut callbacks = lock(&self.inner.callbacks);
-        callbacks.on_request = on_request;
-        callbacks.on_connect = on_connect;
-        callbacks.on_disconnect = on_disconnect;
+    pub(crate) fn set_hooks(&self, hooks: Arc<dyn ConnHooks>) {
+        lock(&self.inner.callbacks).hooks = Some(hooks);
     }
 
     /// Asks the connection to close once no handler runs; false if none runs now (the caller
@@ -337,6 +360,29 @@ impl fmt::Debug for Connection {
 }
 
 impl ConnInner {
+    /// The handler for input, if any: a server's hooks or a `set_on_request` closure.
+    pub(crate) fn request_handler(&self) -> Option<RequestHandler> {
+        let callbacks = lock(&self.callbacks);
+        if let Some(f) = &callbacks.on_request {
+            return Some(RequestHandler::Closure(Arc::clone(f)));
+        }
+        callbacks
+            .hooks
+            .clone()
+            .filter(|h| h.has_on_request())
+            .map(RequestHandler::Hooks)
+    }
+
+    fn has_request_handler(&self) -> bool {
+        let callbacks = lock(&self.callbacks);
+        callbacks.on_request.is_some()
+            || callbacks.hooks.as_ref().is_some_and(|h| h.has_on_request())
+    }
+
+    pub(crate) fn hooks(&self) -> Option<Arc<dyn ConnHooks>> {
+        lock(&self.callbacks).hooks.clone()
+    }
+
     /// Bytes published and not yet consumed.
     pub(crate) fn buffered(&self) -> usize {
         let arrived = self.arrived.load(Ordering::SeqCst);
@@ -381,14 +427,22 @@ impl ConnInner {
         if !self.state.try_finish() {
             return;
         }
-        let callbacks = std::mem::take(&mut lock(&self.callbacks).on_close);
-        if callbacks.is_empty() {
+        let (callbacks, hooks) = {
+            let mut all = lock(&self.callbacks);
+            (std::mem::take(&mut all.on_close), all.hooks.clone())
+        };
+        if callbacks.is_empty() && hooks.is_none() {
             return;
         }
         let conn = Connection {
             inner: Arc::clone(self),
         };
         self.run_user_code(move || {
+            if let Some(hooks) = hooks {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    hooks.on_close(&conn)
+                }));
+            }
             for callback in callbacks {
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&conn)));
             }

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::state::*;
-use super::{lock, ConnInner, Connection, Executor};
+use super::{ConnInner, Connection, Executor};
 
 impl ConnInner {
     /// Starts a handler task unless one is queued or running (or the connection is closed).
@@ -38,9 +38,8 @@ impl ConnInner {
         };
         loop {
             if self.state.acquire(CONNECTED) {
-                let on_connect = lock(&self.callbacks).on_connect.take();
-                if let Some(on_connect) = on_connect {
-                    if panic::catch_unwind(AssertUnwindSafe(|| on_connect(&conn))).is_err() {
+                if let Some(hooks) = self.hooks() {
+                    if panic::catch_unwind(AssertUnwindSafe(|| hooks.on_connect(&conn))).is_err() {
                         self.close_with(ErrorKind::Other);
                     }
                 }
@@ -78,7 +77,7 @@ impl ConnInner {
             if self.state.has(CLOSED | CLOSE_IDLE) {
                 return seen;
             }
-            let Some(on_request) = lock(&self.callbacks).on_request.clone() else {
+            let Some(on_request) = self.request_handler() else {
                 return seen;
             };
             seen = self.arrived.load(Ordering::SeqCst);
@@ -86,7 +85,7 @@ impl ConnInner {
             if seen == consumed_before {
                 return seen; // nothing buffered
             }
-            match panic::catch_unwind(AssertUnwindSafe(|| on_request(conn))) {
+            match panic::catch_unwind(AssertUnwindSafe(|| on_request.call(conn))) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     self.close_with(e.kind());
