@@ -319,7 +319,7 @@ fn run_all(args: &RunArgs) -> std::io::Result<()> {
             "not pinned".to_string()
         }
     );
-    println!("netpoll = EventLoop with inline handlers on 1 poller; netpoll-pool = same with the handler pool\n");
+    println!("netpoll = EventLoop with inline handlers on 1 poller; netpoll-pool = same with the handler pool");
     println!(
         "{:<22} {:<13} {:>10} {:>8} {:>8} {:>8} {:>9} {:>8} {:>6} {:>8} {:>9}",
         "scenario",
@@ -334,8 +334,11 @@ fn run_all(args: &RunArgs) -> std::io::Result<()> {
         "x req/s",
         "x CPU/req"
     );
+    // Ratios are to netpoll when it ran, otherwise to the first server listed.
+    let baseline = kinds.iter().position(|k| k == "netpoll").unwrap_or(0);
+    println!("ratios (x req/s, x CPU/req) are to {}\n", kinds[baseline]);
     for (s, scenario) in SCENARIOS.iter().enumerate() {
-        let base = &samples[s][0];
+        let base = &samples[s][baseline];
         let base_rps = median(base.iter().map(|x| x.load.rps()).collect());
         let base_cpu = median(base.iter().map(|x| x.cpu_us_per_req).collect());
         for (k, kind) in kinds.iter().enumerate() {
@@ -389,6 +392,9 @@ fn idle(kind: &str, conns: usize) -> std::io::Result<()> {
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() < conns {
+        eprintln!("warning: the server had not accepted all {conns} connections after 30 s");
     }
     let after = sys::status_kib(pid, "VmRSS")?;
     let per_conn = (after.saturating_sub(before)) as f64 * 1024.0 / conns as f64;
