@@ -4,7 +4,7 @@ use std::io::{self, ErrorKind, Result};
 use std::time::Instant;
 
 use super::state::{CLOSED, DIALING, DIAL_READY};
-use super::{closed_error, lock, ConnInner};
+use super::{closed_error, lock, wait_until, ConnInner};
 use crate::addr::Addr;
 
 impl ConnInner {
@@ -19,21 +19,9 @@ impl ConnInner {
             if state & CLOSED != 0 {
                 return Err(closed_error());
             }
-            guard = match deadline {
-                None => self
-                    .write_ready
-                    .wait(guard)
-                    .unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(io::Error::new(ErrorKind::TimedOut, "i/o timeout"));
-                    }
-                    self.write_ready
-                        .wait_timeout(guard, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
+            guard = match wait_until(&self.write_ready, guard, deadline) {
+                Some(guard) => guard,
+                None => return Err(io::Error::new(ErrorKind::TimedOut, "i/o timeout")),
             };
         }
     }

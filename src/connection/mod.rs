@@ -231,6 +231,11 @@ impl Connection {
         Ok(())
     }
 
+    /// True while attached to its poller.
+    pub(crate) fn is_registered(&self) -> bool {
+        self.inner.registration.is_attached()
+    }
+
     /// Reads from the input buffer; the returned guard's calls wait for data.
     /// Readers are serialised: a second reader waits for the first guard to drop.
     pub fn reader(&self) -> ConnReader<'_> {
@@ -566,6 +571,28 @@ fn from_ms(ms: u64) -> Option<Duration> {
 fn now_ms() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Waits on `ready` until notified or until `deadline` (`None`: no deadline). Returns the guard
+/// again, or `None` once the deadline has passed; callers re-check their condition either way.
+pub(crate) fn wait_until<'a>(
+    ready: &Condvar,
+    guard: MutexGuard<'a, ()>,
+    deadline: Option<Instant>,
+) -> Option<MutexGuard<'a, ()>> {
+    match deadline {
+        None => Some(ready.wait(guard).unwrap_or_else(|e| e.into_inner())),
+        Some(deadline) => {
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            let (guard, _) = ready
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|e| e.into_inner());
+            Some(guard)
+        }
+    }
 }
 
 pub(crate) fn closed_error() -> Error {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::state::*;
-use super::{closed_error, eof_error, lock, ConnInner};
+use super::{closed_error, eof_error, lock, wait_until, ConnInner};
 use crate::buffer::{LinkBuffer, Reader};
 
 /// Reads a connection's input. Every call that needs n bytes waits until they arrived, the
@@ -158,22 +158,9 @@ impl<'a> ConnReader<'a> {
             if state & (PEER_CLOSED | CLOSED) != 0 {
                 break Err(eof_error());
             }
-            guard = match deadline {
-                None => inner
-                    .read_ready
-                    .wait(guard)
-                    .unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break Err(io::Error::new(ErrorKind::TimedOut, "read timeout"));
-                    }
-                    inner
-                        .read_ready
-                        .wait_timeout(guard, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
+            guard = match wait_until(&inner.read_ready, guard, deadline) {
+                Some(guard) => guard,
+                None => break Err(io::Error::new(ErrorKind::TimedOut, "read timeout")),
             };
         };
         inner.wait_size.store(0, Ordering::SeqCst);

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::state::*;
-use super::{closed_error, lock, ConnInner};
+use super::{closed_error, lock, wait_until, ConnInner};
 use crate::buffer::{LinkBuffer, Writer};
 
 /// Writes a connection's output. Data becomes visible to the sender only at
@@ -148,21 +148,9 @@ impl ConnInner {
             if state & WRITE_WAIT == 0 {
                 return Ok(());
             }
-            guard = match deadline {
-                None => self
-                    .write_ready
-                    .wait(guard)
-                    .unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(io::Error::new(ErrorKind::TimedOut, "write timeout"));
-                    }
-                    self.write_ready
-                        .wait_timeout(guard, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
+            guard = match wait_until(&self.write_ready, guard, deadline) {
+                Some(guard) => guard,
+                None => return Err(io::Error::new(ErrorKind::TimedOut, "write timeout")),
             };
         }
     }
