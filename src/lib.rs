@@ -35,3 +35,8 @@ pub use dialer::{dial_connection, Dialer};
 pub use event_loop::{EventLoop, EventLoopBuilder};
 pub use listener::Listener;
 pub use runner::HandlerPool;
+
+/// The README's examples, compiled and run as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

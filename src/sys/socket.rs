@@ -1,6 +1,4 @@
 //! Socket I/O syscalls that std and socket2 do not offer in the form the pollers need.
-// The connection layer (next on the roadmap) is their caller; until it lands only tests call them.
-#![allow(dead_code)]
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
