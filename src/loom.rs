@@ -13,3 +13,8 @@ pub(crate) use std::sync::{
     atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
     Arc, Mutex, MutexGuard,
 };
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::AtomicPtr;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::AtomicPtr;

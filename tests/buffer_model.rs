@@ -11,6 +11,11 @@ use proptest::prelude::*;
 #[derive(Clone, Debug)]
 enum Op {
     WriteBinary(Vec<u8>),
+    /// A long copy (`len` bytes counting up from `seed`) that crosses write-block boundaries.
+    WriteLong {
+        len: usize,
+        seed: u8,
+    },
     WriteDirect(Vec<u8>),
     WriteByte(u8),
     /// malloc `n`, fill with `byte`, then keep `keep` of everything unflushed.
@@ -38,8 +43,11 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     let data = proptest::collection::vec(0u8..8, 0..40);
+    // Mostly small reads (many per chunk), sometimes long ones (spanning several blocks).
+    let n = prop_oneof![4 => 0usize..50, 1 => 0usize..9000];
     prop_oneof![
         data.clone().prop_map(Op::WriteBinary),
+        (0usize..9000, any::<u8>()).prop_map(|(len, seed)| Op::WriteLong { len, seed }),
         data.clone().prop_map(Op::WriteDirect),
         any::<u8>().prop_map(Op::WriteByte),
         (0usize..20, any::<u8>(), 0usize..60).prop_map(|(n, byte, keep)| Op::MallocAck {
@@ -54,13 +62,13 @@ fn op() -> impl Strategy<Value = Op> {
             proptest::collection::vec(0u8..8, 0..700)
         )
             .prop_map(|(size, blocks, data)| Op::Book { size, blocks, data }),
-        (0usize..50).prop_map(Op::Next),
-        (0usize..50).prop_map(Op::Peek),
-        (0usize..50).prop_map(Op::Skip),
+        n.clone().prop_map(Op::Next),
+        n.clone().prop_map(Op::Peek),
+        n.clone().prop_map(Op::Skip),
         (0u8..8).prop_map(Op::Until),
         Just(Op::ReadByte),
-        (0usize..50).prop_map(Op::ReadBinary),
-        (0usize..50).prop_map(Op::Slice),
+        n.clone().prop_map(Op::ReadBinary),
+        n.clone().prop_map(Op::Slice),
         Just(Op::Release),
     ]
 }
@@ -79,6 +87,11 @@ fn run(ops: Vec<Op>) {
     for op in ops {
         match op {
             Op::WriteBinary(d) => {
+                buf.writer().write_binary(&d);
+                unflushed.extend(&d);
+            }
+            Op::WriteLong { len, seed } => {
+                let d: Vec<u8> = (0..len).map(|i| seed.wrapping_add(i as u8)).collect();
                 buf.writer().write_binary(&d);
                 unflushed.extend(&d);
             }
@@ -108,13 +121,10 @@ fn run(ops: Vec<Op>) {
                 model.extend(unflushed.drain(..));
             }
             Op::Book { size, blocks, data } => {
-                if !unflushed.is_empty() {
-                    continue; // a buffer is filled either by reads or by writes, not both at once
-                }
                 let mut writer = buf.writer();
                 let mut booked = writer.book(size, blocks);
                 let room: usize = booked.iter().map(|s| s.len()).sum();
-                assert!(room >= size.min(1));
+                assert_eq!(room, size.max(1));
                 let n = data.len().min(room);
                 let mut src = &data[..n];
                 for slice in booked.iter_mut() {
@@ -122,7 +132,8 @@ fn run(ops: Vec<Op>) {
                     (&mut slice[..take]).write_all(&src[..take]).unwrap();
                     src = &src[take..];
                 }
-                writer.book_ack(n);
+                writer.book_ack(n); // publishes what was written before, too
+                model.extend(unflushed.drain(..));
                 model.extend(&data[..n]);
             }
             Op::Next(n) | Op::Peek(n) | Op::Skip(n) | Op::ReadBinary(n) | Op::Slice(n)

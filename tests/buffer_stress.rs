@@ -50,6 +50,10 @@ fn producer_and_consumer_threads_agree_on_every_byte() {
                 written += n;
                 round += 1;
             }
+            // A poller reads until a read comes back short (here: the socket is empty).
+            let mut writer = buf.writer();
+            let _ = writer.book(1, 1);
+            writer.book_ack(0);
         })
     };
     let mut read = 0usize;
@@ -74,4 +78,5 @@ fn producer_and_consumer_threads_agree_on_every_byte() {
     }
     producer.join().unwrap();
     assert_eq!(buf.len(), 0);
+    assert_eq!(buf.block_count(), 0, "a drained buffer still holds blocks");
 }

@@ -5,23 +5,23 @@ use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::{lock, pool, too_short, LinkBuffer};
-use crate::loom::{MutexGuard, Ordering};
+use super::chunk::Chunk;
+use super::{pool, too_short, LinkBuffer};
+use crate::loom::MutexGuard;
 
-/// What the reader owns: chunks taken from the hand-off queue, and consumed chunks waiting
-/// for [`Reader::release`].
+/// Consumed chunks kept for [`Reader::release`] before the reader releases them itself, so a
+/// caller that never releases still holds bounded memory.
+const MAX_SPENT: usize = 64;
+
+/// What the consumer owns: chunks taken from the hand-off, and consumed chunks waiting for
+/// [`Reader::release`] (deferred so that frames handed out as `Bytes` are usually dropped by
+/// then, leaving their block unshared and reusable).
 #[derive(Default)]
 pub(crate) struct ReadSide {
-    chunks: VecDeque<Bytes>,
+    chunks: VecDeque<Chunk>,
     /// Bytes in `chunks`.
     len: usize,
-    spent: Vec<Bytes>,
-}
-
-impl ReadSide {
-    pub(crate) fn block_count(&self) -> usize {
-        self.chunks.len() + self.spent.len()
-    }
+    spent: Vec<Chunk>,
 }
 
 /// Reads a [`LinkBuffer`]: takes bytes as [`Bytes`] that share the buffer's blocks when the
@@ -41,10 +41,14 @@ impl ReadSide {
 ///
 /// let mut reader = buf.reader();
 /// let len = u16::from_be_bytes([reader.read_byte()?, reader.read_byte()?]) as usize;
-/// let body = reader.next(len)?;            // a view into the block, no copy
+/// assert_eq!(&reader.peek(1)?[..], b"h"); // looks, takes nothing
+/// let body = reader.next(len)?; // shares the block, no copy
 /// assert_eq!(&body[..], b"hello");
-/// assert!(reader.next(1).is_err());        // nothing left
-/// reader.release();                        // blocks go back to the pool
+/// assert_eq!(
+///     reader.next(1).unwrap_err().kind(),
+///     std::io::ErrorKind::UnexpectedEof
+/// );
+/// reader.release(); // consumed blocks go back to the pool once `body` drops
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct Reader<'a> {
@@ -74,8 +78,14 @@ impl<'a> Reader<'a> {
         }
         self.ensure(n)?;
         let front = &mut self.side.chunks[0];
-        let bytes = if front.len() >= n {
+        let bytes = if front.len() > n {
             front.split_to(n)
+        } else if front.len() == n {
+            // A clone, not a split: the reader keeps its own hold on the block until
+            // `release`, which can then return it to the pool if the caller dropped theirs.
+            let whole = front.bytes.clone();
+            self.pop_front();
+            whole
         } else {
             self.copy_out(n)
         };
@@ -83,7 +93,7 @@ impl<'a> Reader<'a> {
         Ok(bytes)
     }
 
-    /// Returns the next `n` bytes without taking them.
+    /// Returns the next `n` bytes without taking them (shared when in one block, else copied).
     pub fn peek(&mut self, n: usize) -> io::Result<Bytes> {
         if n == 0 {
             return Ok(Bytes::new());
@@ -94,13 +104,7 @@ impl<'a> Reader<'a> {
             return Ok(front.slice(..n));
         }
         let mut out = BytesMut::with_capacity(n);
-        for chunk in &self.side.chunks {
-            let take = (n - out.len()).min(chunk.len());
-            out.extend_from_slice(&chunk[..take]);
-            if out.len() == n {
-                break;
-            }
-        }
+        self.copy_front(n, |part| out.extend_from_slice(part));
         Ok(out.freeze())
     }
 
@@ -133,7 +137,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The offset of the first `delim` at or after offset `from`, if buffered.
+    /// The offset of the first `delim` at or after offset `from`, if buffered. (A connection
+    /// waiting for a delimiter passes how far it already searched.)
     pub fn find(&mut self, delim: u8, from: usize) -> Option<usize> {
         self.pull();
         let mut offset = 0;
@@ -152,25 +157,21 @@ impl<'a> Reader<'a> {
     /// Takes the next `n` bytes as UTF-8 text; invalid UTF-8 fails with `InvalidData` and
     /// consumes nothing.
     pub fn read_string(&mut self, n: usize) -> io::Result<String> {
-        let bytes = self.peek(n)?;
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
-            .to_owned();
+        self.ensure(n)?;
+        let mut text = Vec::with_capacity(n);
+        self.copy_front(n, |part| text.extend_from_slice(part));
+        let text =
+            String::from_utf8(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         self.skip(n)?;
         Ok(text)
     }
 
-    /// Copies the next `n` bytes into a new `Vec`.
+    /// Takes the next `n` bytes as a new `Vec` (always a copy; [`next`](Reader::next) avoids
+    /// it).
     pub fn read_binary(&mut self, n: usize) -> io::Result<Vec<u8>> {
         self.ensure(n)?;
         let mut out = Vec::with_capacity(n);
-        for chunk in &self.side.chunks {
-            let take = (n - out.len()).min(chunk.len());
-            out.extend_from_slice(&chunk[..take]);
-            if out.len() == n {
-                break;
-            }
-        }
+        self.copy_front(n, |part| out.extend_from_slice(part));
         self.skip(n)?;
         Ok(out)
     }
@@ -183,7 +184,7 @@ impl<'a> Reader<'a> {
         Ok(byte)
     }
 
-    /// Takes the next `n` bytes as a new buffer that shares their blocks (no copy).
+    /// Takes the next `n` bytes as a new, readable buffer that shares their blocks (no copy).
     pub fn slice(&mut self, n: usize) -> io::Result<LinkBuffer> {
         if n == 0 {
             return Ok(LinkBuffer::new());
@@ -194,7 +195,7 @@ impl<'a> Reader<'a> {
         while left > 0 {
             let front = &mut self.side.chunks[0];
             if front.len() > left {
-                parts.push(front.split_to(left));
+                parts.push(front.split_chunk(left));
                 break;
             }
             left -= front.len();
@@ -203,21 +204,24 @@ impl<'a> Reader<'a> {
         }
         self.consumed(n);
         let out = LinkBuffer::new();
-        out.publish(parts);
+        out.publish(Chunk::default(), parts);
         Ok(out)
     }
 
-    /// Frees blocks already read: each goes back to the pool unless something (a `Bytes`
-    /// handed out earlier) still shares it, in which case it is freed when that drops.
+    /// Frees the blocks already read: each goes back to the pool unless something (a `Bytes`
+    /// handed out earlier) still shares it, in which case it is freed when that drops. Bytes
+    /// handed out stay valid; this only gives up the reader's own hold.
     pub fn release(&mut self) {
         for chunk in self.side.spent.drain(..) {
-            pool::recycle(chunk);
+            if chunk.pooled {
+                pool::recycle(chunk.bytes);
+            }
         }
     }
 
-    /// Fills `out` with the readable chunks, up to its length, for one vectored write; returns
-    /// how many it filled. Follow a partial write with [`skip`](Reader::skip) and
-    /// [`release`](Reader::release).
+    /// Fills `out` with the readable chunks, in order and up to its length, for one vectored
+    /// write (`sendmsg`); returns how many it filled. Follow a partial write with
+    /// [`skip`](Reader::skip) and [`release`](Reader::release).
     pub fn readable_slices<'s>(&'s mut self, out: &mut [IoSlice<'s>]) -> usize {
         self.pull();
         let mut filled = 0;
@@ -228,31 +232,50 @@ impl<'a> Reader<'a> {
         filled
     }
 
-    /// Moves published chunks into the reader's own queue.
-    fn pull(&mut self) {
-        let mut handoff = lock(&self.buffer.handoff);
-        if handoff.is_empty() {
-            return;
-        }
+    /// Moves published chunks from the hand-off into the reader's own queue.
+    pub(crate) fn pull(&mut self) {
         let side = &mut *self.side;
-        for chunk in handoff.drain(..) {
-            side.len += chunk.len();
-            side.chunks.push_back(chunk);
-        }
+        side.len += self.buffer.handoff.take_all(&mut side.chunks);
     }
 
-    /// Makes `n` bytes available in `chunks`; callers return early for `n == 0`.
+    /// Chunks held (readable or awaiting release).
+    pub(crate) fn block_count(&self) -> usize {
+        self.side.chunks.len() + self.side.spent.len()
+    }
+
+    /// Takes every readable chunk (for `Writer::append`, which owns the buffer).
+    pub(crate) fn take_chunks(&mut self) -> VecDeque<Chunk> {
+        let n = self.side.len;
+        self.side.len = 0;
+        self.buffer.count_consumed(n);
+        std::mem::take(&mut self.side.chunks)
+    }
+
+    /// Makes `n` bytes available in `chunks`, pulling from the hand-off only when short.
     fn ensure(&mut self, n: usize) -> io::Result<()> {
         if self.side.len < n {
             self.pull();
-        }
-        if self.side.len < n {
-            return Err(too_short(n, self.side.len));
+            if self.side.len < n {
+                return Err(too_short(n, self.side.len));
+            }
         }
         Ok(())
     }
 
-    /// One copy of the next `n` bytes, which span blocks; consumes them.
+    /// Passes the next `n` bytes (all available) to `sink`, one chunk's part at a time.
+    fn copy_front(&self, n: usize, mut sink: impl FnMut(&[u8])) {
+        let mut left = n;
+        for chunk in &self.side.chunks {
+            let take = left.min(chunk.len());
+            sink(&chunk[..take]);
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+    }
+
+    /// One copy of the next `n` bytes, which span chunks; consumes them.
     fn copy_out(&mut self, n: usize) -> Bytes {
         let mut out = BytesMut::with_capacity(n);
         while out.len() < n {
@@ -272,6 +295,9 @@ impl<'a> Reader<'a> {
     fn pop_front(&mut self) {
         if let Some(chunk) = self.side.chunks.pop_front() {
             self.side.spent.push(chunk);
+            if self.side.spent.len() >= MAX_SPENT {
+                self.release();
+            }
         }
     }
 
@@ -280,6 +306,12 @@ impl<'a> Reader<'a> {
         if self.side.chunks.front().is_some_and(|c| c.is_empty()) {
             self.pop_front();
         }
-        self.buffer.len.fetch_sub(n, Ordering::AcqRel);
+        self.buffer.count_consumed(n);
+    }
+}
+
+impl std::fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").field("len", &self.len()).finish()
     }
 }
