@@ -320,6 +320,9 @@ fn run_all(args: &RunArgs) -> std::io::Result<()> {
         }
     );
     println!("netpoll = EventLoop with inline handlers on 1 poller; netpoll-pool = same with the handler pool");
+    // Ratios are to netpoll when it ran, otherwise to the first server listed.
+    let baseline = kinds.iter().position(|k| k == "netpoll").unwrap_or(0);
+    println!("ratios (x req/s, x CPU/req) are to {}\n", kinds[baseline]);
     println!(
         "{:<22} {:<13} {:>10} {:>8} {:>8} {:>8} {:>9} {:>8} {:>6} {:>8} {:>9}",
         "scenario",
@@ -334,9 +337,6 @@ fn run_all(args: &RunArgs) -> std::io::Result<()> {
         "x req/s",
         "x CPU/req"
     );
-    // Ratios are to netpoll when it ran, otherwise to the first server listed.
-    let baseline = kinds.iter().position(|k| k == "netpoll").unwrap_or(0);
-    println!("ratios (x req/s, x CPU/req) are to {}\n", kinds[baseline]);
     for (s, scenario) in SCENARIOS.iter().enumerate() {
         let base = &samples[s][baseline];
         let base_rps = median(base.iter().map(|x| x.load.rps()).collect());
