@@ -6,7 +6,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, SockAddr, Socket};
+
+use crate::sys::socket::stream_socket;
 
 use crate::addr::Addr;
 use crate::connection::state::DIALING;
@@ -109,7 +111,7 @@ impl Dialer {
             }
             "unix" => {
                 let target = SockAddr::unix(address)?;
-                let socket = Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
+                let socket = stream_socket(Domain::UNIX)?;
                 let peer = Addr::Unix(Some(address.into()));
                 self.connect(socket, &target, peer, deadline)
                     .map_err(|e| context(e, network, address))
@@ -127,11 +129,7 @@ impl Dialer {
         // of times, as Go does, rather than hand out such a connection.
         let mut attempts = 0;
         loop {
-            let socket = Socket::new(
-                Domain::for_address(addr),
-                Type::STREAM.nonblocking().cloexec(),
-                None,
-            )?;
+            let socket = stream_socket(Domain::for_address(addr))?;
             socket.set_tcp_nodelay(true)?;
             let conn = self.connect(socket, &addr.into(), Addr::Inet(addr), deadline)?;
             if attempts < 2 && is_self_connect(conn.local_addr(), conn.peer_addr()) {

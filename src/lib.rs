@@ -12,6 +12,8 @@
 //! | `sys`      | every syscall and FFI `unsafe`: epoll, eventfd, readv/sendmsg, accept4 |
 //! | [`buffer`] | `LinkBuffer`: pooled blocks, nocopy `Reader`/`Writer` (knows nothing of sockets) |
 //! | [`poll`]   | [`poll::Poller`] threads and the [`poll::PollManager`] that balances fds across them |
+//! | [`connection`], [`EventLoop`], [`Dialer`] | the reactor face |
+//! | [`net`]    | the Go-net face: [`net::TcpConn`], [`net::TcpListener`], [`net::Dialer`], deadlines |
 //!
 //! See `docs/ARCHITECTURE.md` for the map.
 #![deny(missing_docs)]
@@ -24,7 +26,7 @@ mod dialer;
 mod event_loop;
 mod listener;
 mod loom;
-mod net;
+pub mod net;
 pub mod poll;
 pub mod runner;
 mod sys;

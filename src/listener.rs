@@ -5,10 +5,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, SockAddr, Socket};
 
 use crate::addr::Addr;
-use crate::sys::socket::accept4;
+use crate::sys::socket::{accept4, default_backlog, stream_socket};
 
 /// A non-blocking listening socket (TCP or Unix) ready for an [`EventLoop`](crate::EventLoop).
 #[derive(Debug)]
@@ -36,14 +36,10 @@ impl Listener {
     }
 
     fn bind_tcp_addr(addr: SocketAddr) -> io::Result<Listener> {
-        let socket = Socket::new(
-            Domain::for_address(addr),
-            Type::STREAM.nonblocking().cloexec(),
-            None,
-        )?;
+        let socket = stream_socket(Domain::for_address(addr))?;
         socket.set_reuse_address(true)?;
         socket.bind(&addr.into())?;
-        socket.listen(listen_backlog())?;
+        socket.listen(default_backlog())?;
         Listener::from_socket(socket, None)
     }
 
@@ -51,9 +47,9 @@ impl Listener {
     /// dropped. Fails with `AddrInUse` if the path exists.
     pub fn bind_unix(path: impl AsRef<Path>) -> io::Result<Listener> {
         let path = path.as_ref();
-        let socket = Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
+        let socket = stream_socket(Domain::UNIX)?;
         socket.bind(&SockAddr::unix(path)?)?;
-        socket.listen(listen_backlog())?;
+        socket.listen(default_backlog())?;
         Listener::from_socket(socket, Some(path.to_path_buf()))
     }
 
@@ -118,17 +114,4 @@ impl Drop for Listener {
             let _ = std::fs::remove_file(path);
         }
     }
-}
-
-/// The listen backlog: the kernel's `somaxconn` (read once), capped at 65535 because older
-/// kernels store the backlog in 16 bits; 4096 if it cannot be read.
-pub(crate) fn listen_backlog() -> i32 {
-    static BACKLOG: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
-    *BACKLOG.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-            .ok()
-            .and_then(|s| s.trim().parse::<i64>().ok())
-            .filter(|&n| n > 0)
-            .map_or(4096, |n| n.min(65535) as i32)
-    })
 }

@@ -35,7 +35,7 @@ pub(crate) enum Waiter {
 }
 
 impl Waiter {
-    fn wake(self) {
+    pub(crate) fn wake(self) {
         match self {
             Waiter::Thread(thread) => thread.unpark(),
             Waiter::Task(waker) => waker.wake(),
@@ -93,8 +93,8 @@ impl Slot {
         if self.take_ready() {
             return Woken::Ready;
         }
-        *lock(&self.waiter) = Some(Waiter::Thread(current()));
-        match self.publish_wait(&interrupted) {
+        let previous = lock(&self.waiter).replace(Waiter::Thread(current()));
+        match self.publish_wait(&interrupted, previous) {
             Some(woken) => woken,
             None => {
                 while self.state.load(Ordering::SeqCst) == WAITING {
@@ -129,7 +129,7 @@ impl Slot {
             return Poll::Ready(self.finish());
         }
         *lock(&self.waiter) = Some(Waiter::Task(cx.waker().clone()));
-        match self.publish_wait(&interrupted) {
+        match self.publish_wait(&interrupted, None) {
             Some(woken) => Poll::Ready(woken),
             None => Poll::Pending,
         }
@@ -143,7 +143,17 @@ impl Slot {
     }
 
     /// EMPTY → WAITING, then the re-check. `Some` when the wait is already over.
-    fn publish_wait(&self, interrupted: &impl Fn() -> bool) -> Option<Woken> {
+    ///
+    /// `displaced` is what a blocking waiter replaced in `waiter`. Blocking calls of one
+    /// direction are serialised by the caller's lock, and an async call holds that lock while it
+    /// polls, but an async task stays WAITING between polls: a blocking call arriving then takes
+    /// its place and wakes it, so the task polls again (and finds the direction busy) instead of
+    /// sleeping on a wake that now goes to the thread.
+    fn publish_wait(
+        &self,
+        interrupted: &impl Fn() -> bool,
+        displaced: Option<Waiter>,
+    ) -> Option<Woken> {
         loop {
             match self
                 .state
@@ -155,9 +165,13 @@ impl Slot {
                         return Some(Woken::Ready);
                     }
                 }
-                // Another waiter in this direction: the callers' per-direction lock rules it
-                // out; treat it as an interruption rather than corrupt the slot.
-                Err(_) => return Some(Woken::Interrupted),
+                Err(_) => {
+                    // WAITING: a task's wait that we just took over.
+                    if let Some(task @ Waiter::Task(_)) = displaced {
+                        task.wake();
+                    }
+                    break;
+                }
             }
         }
         // Published: a close or deadline set before this point is visible now, and one set
@@ -309,6 +323,39 @@ mod loom_tests {
             ready.join().unwrap();
             closer.join().unwrap();
             assert_ne!(slot.state.load(Ordering::SeqCst), WAITING);
+        });
+    }
+
+    /// A deadline and a close published by two threads into one info word (as `PollDesc` does)
+    /// while a thread waits: the wait always ends, as an interruption, and the waiter sees at
+    /// least one of the reasons when it checks the word afterwards.
+    #[test]
+    fn deadline_and_close_racing_one_waiter() {
+        use loom::sync::atomic::AtomicU32;
+        const CLOSING: u32 = 1;
+        const EXPIRED: u32 = 2;
+        loom::model(|| {
+            let slot = Arc::new(Slot::default());
+            let info = Arc::new(AtomicU32::new(0));
+            let publishers: Vec<_> = [CLOSING, EXPIRED]
+                .into_iter()
+                .map(|bit| {
+                    let (slot, info) = (slot.clone(), info.clone());
+                    loom::thread::spawn(move || {
+                        info.fetch_or(bit, Ordering::SeqCst);
+                        if let Some(w) = slot.unblock(false) {
+                            w.wake();
+                        }
+                    })
+                })
+                .collect();
+            let woken = slot.wait(|| info.load(Ordering::SeqCst) != 0);
+            assert_eq!(woken, Woken::Interrupted);
+            assert_ne!(info.load(Ordering::SeqCst), 0);
+            for p in publishers {
+                p.join().unwrap();
+            }
+            assert_eq!(slot.state.load(Ordering::SeqCst), EMPTY);
         });
     }
 }

@@ -45,7 +45,7 @@ pub enum PollEvent {
 /// Callbacks must not block: they run on the thread that serves every fd of that poller. Work
 /// that may block belongs on another thread (the handler pool of the reactor face).
 pub trait EventHandler: Send + Sync {
-    /// The fd is ready. `ready` may also carry [`Ready::HANGUP`] or [`Ready::ERROR`], so an owner
+    /// The fd is ready. `ready` may also carry [`Ready::HANGUP`], [`Ready::READ_CLOSED`] or [`Ready::ERROR`], so an owner
     /// can read what the peer sent before it hung up; [`EventHandler::on_hangup`] follows after
     /// the batch.
     fn on_ready(&self, ready: Ready);

@@ -176,6 +176,13 @@ impl Poller {
         self.shared.control(&registration.inner, event)
     }
 
+    /// Attaches `registration` edge-triggered for input and output at once: one readiness edge
+    /// per change, for owners that read and write until `EAGAIN` (the Go-net face).
+    pub(crate) fn attach_edge(&self, registration: &Registration) -> io::Result<()> {
+        self.shared
+            .attach(&registration.inner, Interest::READ_WRITE_EDGE)
+    }
+
     /// Sets the interest of an attached registration directly (level-triggered); used to stop
     /// reading a connection whose input is full, and to rest a listener after `EMFILE`.
     pub(crate) fn set_interest(
@@ -293,29 +300,31 @@ impl Shared {
             PollEvent::R2RW => (Interest::READ_WRITE, false),
             PollEvent::Detach => return self.detach(reg, None).map(|_| ()),
         };
+        if attach {
+            self.attach(reg, interest)
+        } else {
+            self.modify(reg, interest)
+        }
+    }
+
+    fn attach(&self, reg: &Arc<RegistrationInner>, interest: Interest) -> io::Result<()> {
         // Attach and detach change the table and the kernel together, under the table lock, so
         // an event can never name a token the table has not seen.
         let mut table = lock(&self.table);
         if self.closing.load(Ordering::Acquire) {
             return Err(closed_error());
         }
-        let current = reg.token.load(Ordering::Acquire);
-        if attach {
-            if current != 0 {
-                return Err(invalid("registration is already attached to a poller"));
-            }
-            let token = table.insert(Arc::clone(reg));
-            if let Err(e) = self.selector.register(reg.fd, token, interest) {
-                table.remove(token);
-                return Err(e);
-            }
-            reg.poller_id.store(self.id, Ordering::Relaxed);
-            reg.token.store(token, Ordering::Release);
-            Ok(())
-        } else {
-            drop(table);
-            self.modify(reg, interest)
+        if reg.token.load(Ordering::Acquire) != 0 {
+            return Err(invalid("registration is already attached to a poller"));
         }
+        let token = table.insert(Arc::clone(reg));
+        if let Err(e) = self.selector.register(reg.fd, token, interest) {
+            table.remove(token);
+            return Err(e);
+        }
+        reg.poller_id.store(self.id, Ordering::Relaxed);
+        reg.token.store(token, Ordering::Release);
+        Ok(())
     }
 
     fn modify(&self, reg: &Arc<RegistrationInner>, interest: Interest) -> io::Result<()> {
@@ -382,6 +391,11 @@ impl Interest {
         writable: true,
         edge: true,
     };
+    const READ_WRITE_EDGE: Interest = Interest {
+        readable: true,
+        writable: true,
+        edge: true,
+    };
 }
 
 /// The loop thread.
@@ -418,7 +432,7 @@ fn run(shared: Arc<Shared>) {
             if reg.token.load(Ordering::Acquire) != token {
                 continue;
             }
-            if ready.is_hangup_or_error() {
+            if ready.is_hangup_or_error() && reg.detach_on_hangup {
                 hangups.push((Arc::clone(&reg), token, ready));
             }
             if let Some(handler) = reg.handler.upgrade() {

@@ -32,18 +32,37 @@ pub(crate) struct RegistrationInner {
     pub(crate) token: AtomicU64,
     /// The id of the poller it is attached to (meaningful only while attached).
     pub(crate) poller_id: AtomicUsize,
+    /// The poller detaches it on a hang-up or error (the reactor face). Poll descriptors of the
+    /// Go-net face stay attached: a half-closed socket may still be written, and the owner
+    /// detaches when it closes.
+    pub(crate) detach_on_hangup: bool,
 }
 
 impl Registration {
     /// A registration for `fd` whose events go to `handler`. Nothing is watched until
     /// [`Poller::control`](super::Poller::control) adds it.
     pub fn new(fd: RawFd, handler: Weak<dyn EventHandler>) -> Registration {
+        Registration::with_hangup_detach(fd, handler, true)
+    }
+
+    /// A registration the poller never detaches by itself: hang-ups and errors arrive through
+    /// `on_ready` only, and the owner detaches when it closes.
+    pub(crate) fn persistent(fd: RawFd, handler: Weak<dyn EventHandler>) -> Registration {
+        Registration::with_hangup_detach(fd, handler, false)
+    }
+
+    fn with_hangup_detach(
+        fd: RawFd,
+        handler: Weak<dyn EventHandler>,
+        detach_on_hangup: bool,
+    ) -> Registration {
         Registration {
             inner: Arc::new(RegistrationInner {
                 fd,
                 handler,
                 token: AtomicU64::new(DETACHED),
                 poller_id: AtomicUsize::new(0),
+                detach_on_hangup,
             }),
         }
     }

@@ -135,8 +135,11 @@ impl Events {
             if bits & libc::EPOLLOUT != 0 {
                 ready |= Ready::WRITABLE;
             }
-            if bits & (libc::EPOLLHUP | libc::EPOLLRDHUP) != 0 {
+            if bits & libc::EPOLLHUP != 0 {
                 ready |= Ready::HANGUP;
+            }
+            if bits & libc::EPOLLRDHUP != 0 {
+                ready |= Ready::READ_CLOSED;
             }
             if bits & libc::EPOLLERR != 0 {
                 ready |= Ready::ERROR;

@@ -38,10 +38,13 @@ impl Ready {
     pub const READABLE: Ready = Ready(1);
     /// The socket send buffer has room.
     pub const WRITABLE: Ready = Ready(1 << 1);
-    /// The peer closed its side (`EPOLLRDHUP`) or the connection hung up (`EPOLLHUP`).
+    /// The connection hung up in both directions (`EPOLLHUP`).
     pub const HANGUP: Ready = Ready(1 << 2);
     /// An error is pending on the fd (`EPOLLERR`).
     pub const ERROR: Ready = Ready(1 << 3);
+    /// The peer closed its sending side (`EPOLLRDHUP`): reads will reach end of stream, writes
+    /// may still work.
+    pub const READ_CLOSED: Ready = Ready(1 << 4);
 
     /// True when any readiness in `other` is also in `self`.
     pub fn intersects(self, other: Ready) -> bool {
@@ -65,7 +68,9 @@ impl Ready {
 
     /// The peer hung up or an error is pending: the owner should finish reading and close.
     pub fn is_hangup_or_error(self) -> bool {
-        self.intersects(Ready(Ready::HANGUP.0 | Ready::ERROR.0))
+        self.intersects(Ready(
+            Ready::HANGUP.0 | Ready::ERROR.0 | Ready::READ_CLOSED.0,
+        ))
     }
 }
 
@@ -89,6 +94,7 @@ impl std::fmt::Debug for Ready {
             (Ready::WRITABLE, "WRITABLE"),
             (Ready::HANGUP, "HANGUP"),
             (Ready::ERROR, "ERROR"),
+            (Ready::READ_CLOSED, "READ_CLOSED"),
         ];
         let set: Vec<&str> = names
             .iter()

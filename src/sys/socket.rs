@@ -7,6 +7,24 @@ use socket2::SockAddr;
 
 use super::epoll::cvt;
 
+/// A non-blocking, close-on-exec stream socket: how every socket of the crate starts.
+pub(crate) fn stream_socket(domain: socket2::Domain) -> io::Result<socket2::Socket> {
+    socket2::Socket::new(domain, socket2::Type::STREAM.nonblocking().cloexec(), None)
+}
+
+/// The default listen backlog: `/proc/sys/net/core/somaxconn`, read once, capped at 65535
+/// (older kernels keep the backlog in 16 bits, as Go's seed notes); `SOMAXCONN` if unreadable.
+pub(crate) fn default_backlog() -> i32 {
+    static BACKLOG: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *BACKLOG.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .filter(|&n| n > 0)
+            .map_or(libc::SOMAXCONN, |n| n.min(65535) as i32)
+    })
+}
+
 /// Linux caps one readv/sendmsg at `IOV_MAX` (1024) buffers.
 pub(crate) const MAX_IOVECS: usize = 1024;
 

@@ -1,0 +1,429 @@
+//! `TcpConn` and `UnixConn`: blocking-style stream connections with deadlines, usable from many
+//! threads at once (one reader and one writer at a time; `close` from anywhere), and from async
+//! code through `futures::io::{AsyncRead, AsyncWrite}` (and tokio's, with the `tokio` feature).
+
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use socket2::{Socket, TcpKeepalive};
+
+use super::desc::Mode;
+use super::fd::NetFd;
+use crate::addr::Addr;
+use crate::poll::{PollManager, Poller};
+
+/// TCP keepalive settings (Go's `net.KeepAliveConfig`). The default probes after 15 s idle,
+/// every 15 s, 9 times, as Go does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepAliveConfig {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped.
+    pub count: u32,
+}
+
+impl Default for KeepAliveConfig {
+    fn default() -> Self {
+        KeepAliveConfig {
+            idle: Duration::from_secs(15),
+            interval: Duration::from_secs(15),
+            count: 9,
+        }
+    }
+}
+
+pub(crate) fn apply_keepalive(socket: &Socket, config: Option<KeepAliveConfig>) -> io::Result<()> {
+    match config {
+        None => socket.set_keepalive(false),
+        Some(c) => socket.set_tcp_keepalive(
+            &TcpKeepalive::new()
+                .with_time(c.idle)
+                .with_interval(c.interval)
+                .with_retries(c.count),
+        ),
+    }
+}
+
+/// Where new connections register when the caller gave no [`PollManager`].
+pub(crate) fn poller_for(
+    manager: Option<&Arc<PollManager>>,
+    peer: Option<&SocketAddr>,
+) -> io::Result<Arc<Poller>> {
+    Ok(match manager {
+        Some(manager) => manager.pick_for(peer),
+        None => PollManager::global()?.pick_for(peer),
+    })
+}
+
+/// The methods and trait implementations every stream connection shares.
+macro_rules! stream_connection {
+    ($conn:ident) => {
+        impl $conn {
+            /// Reads into `buf`, waiting for data; `Ok(0)` at end of stream (and for an empty
+            /// `buf`). Fails with a timeout past the read deadline and with the closed error
+            /// ([`is_closed`](super::is_closed)) once closed.
+            pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+                self.fd.read(buf)
+            }
+
+            /// [`read`](Self::read) into several buffers with one `readv`.
+            pub fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+                self.fd.read_vectored(bufs)
+            }
+
+            /// Writes all of `buf`, waiting for room as often as needed. An error or deadline
+            /// after some bytes went out returns that count; the next call reports the error.
+            pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
+                self.fd.write(buf)
+            }
+
+            /// [`write`](Self::write) for several buffers, gathered by `sendmsg` (up to 1024 a
+            /// call).
+            pub fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                self.fd.write_vectored(bufs)
+            }
+
+            /// Closes the connection from any thread: pending and later calls fail with the
+            /// closed error; returns once the fd is closed. A second close returns that error.
+            pub fn close(&self) -> io::Result<()> {
+                self.fd.close()
+            }
+
+            /// Sets both deadlines. An instant in the past fails pending and later calls with a
+            /// timeout at once, even with data buffered; `None` waits forever.
+            pub fn set_deadline(&self, at: Option<Instant>) -> io::Result<()> {
+                self.fd.set_deadline(None, at)
+            }
+
+            /// Sets the read deadline; see [`set_deadline`](Self::set_deadline).
+            pub fn set_read_deadline(&self, at: Option<Instant>) -> io::Result<()> {
+                self.fd.set_deadline(Some(Mode::Read), at)
+            }
+
+            /// Sets the write deadline; see [`set_deadline`](Self::set_deadline).
+            pub fn set_write_deadline(&self, at: Option<Instant>) -> io::Result<()> {
+                self.fd.set_deadline(Some(Mode::Write), at)
+            }
+
+            /// Shuts down the reading side (`shutdown(SHUT_RD)`): later reads see end of stream.
+            pub fn close_read(&self) -> io::Result<()> {
+                self.fd.with_socket(|s| s.shutdown(Shutdown::Read))
+            }
+
+            /// Shuts down the writing side (`shutdown(SHUT_WR)`): the peer reads end of stream.
+            pub fn close_write(&self) -> io::Result<()> {
+                self.fd.with_socket(|s| s.shutdown(Shutdown::Write))
+            }
+
+            /// True once [`close`](Self::close) was called (or started) on this connection.
+            pub fn is_closed(&self) -> bool {
+                self.fd.is_closed()
+            }
+        }
+
+        impl Read for $conn {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.fd.read(buf)
+            }
+            fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+                self.fd.read_vectored(bufs)
+            }
+        }
+
+        impl Read for &$conn {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.fd.read(buf)
+            }
+            fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+                self.fd.read_vectored(bufs)
+            }
+        }
+
+        impl Write for $conn {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.fd.write(buf)
+            }
+            fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                self.fd.write_vectored(bufs)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl Write for &$conn {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.fd.write(buf)
+            }
+            fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                self.fd.write_vectored(bufs)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl futures_io::AsyncRead for $conn {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut [u8],
+            ) -> Poll<io::Result<usize>> {
+                self.fd.poll_read(cx, &mut [IoSliceMut::new(buf)])
+            }
+            fn poll_read_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &mut [IoSliceMut<'_>],
+            ) -> Poll<io::Result<usize>> {
+                self.fd.poll_read(cx, bufs)
+            }
+        }
+
+        impl futures_io::AsyncRead for &$conn {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut [u8],
+            ) -> Poll<io::Result<usize>> {
+                self.fd.poll_read(cx, &mut [IoSliceMut::new(buf)])
+            }
+        }
+
+        impl futures_io::AsyncWrite for $conn {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                self.fd.poll_write(cx, &[IoSlice::new(buf)])
+            }
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                self.fd.poll_write(cx, bufs)
+            }
+            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+            /// Shuts down the writing side, as async-std and tokio do.
+            fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(self.close_write())
+            }
+        }
+
+        impl futures_io::AsyncWrite for &$conn {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                self.fd.poll_write(cx, &[IoSlice::new(buf)])
+            }
+            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+            fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(self.close_write())
+            }
+        }
+
+        #[cfg(feature = "tokio")]
+        impl tokio::io::AsyncRead for $conn {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                let n = std::task::ready!(self
+                    .fd
+                    .poll_read(cx, &mut [IoSliceMut::new(buf.initialize_unfilled())]))?;
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+        }
+
+        #[cfg(feature = "tokio")]
+        impl tokio::io::AsyncWrite for $conn {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                self.fd.poll_write(cx, &[IoSlice::new(buf)])
+            }
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                self.fd.poll_write(cx, bufs)
+            }
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(self.close_write())
+            }
+        }
+    };
+}
+
+/// A TCP connection of the Go-net face (Go's `*net.TCPConn`), made by
+/// [`TcpListener::accept`](super::TcpListener::accept) or [`Dialer`](super::Dialer).
+///
+/// Share it between threads with `&TcpConn` or `Arc<TcpConn>`: `Read`/`Write` are implemented
+/// for `&TcpConn` as for std's `TcpStream`. Dropping it closes it.
+pub struct TcpConn {
+    fd: NetFd,
+    local: SocketAddr,
+    peer: SocketAddr,
+}
+
+stream_connection!(TcpConn);
+
+impl TcpConn {
+    pub(crate) fn new(socket: Socket, poller: Arc<Poller>) -> io::Result<TcpConn> {
+        TcpConn::from_fd(NetFd::new(socket, poller)?)
+    }
+
+    pub(crate) fn from_fd(fd: NetFd) -> io::Result<TcpConn> {
+        let (local, peer) =
+            fd.with_socket(|s| Ok((inet(s.local_addr()?)?, inet(s.peer_addr()?)?)))?;
+        Ok(TcpConn { fd, local, peer })
+    }
+
+    /// Takes over a connected std stream (switching it to non-blocking mode) and registers it
+    /// on the global pollers.
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpConn> {
+        stream.set_nonblocking(true)?;
+        let peer = stream.peer_addr()?;
+        TcpConn::new(Socket::from(stream), poller_for(None, Some(&peer))?)
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Disables (true) or enables Nagle's algorithm. On by default for dialed and accepted
+    /// connections, as in Go.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.fd.with_socket(|s| s.set_tcp_nodelay(nodelay))
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.fd.with_socket(|s| s.tcp_nodelay())
+    }
+
+    /// `SO_LINGER`: `Some(Duration::ZERO)` makes close reset the connection (RST) and drop
+    /// unsent data; `Some(t)` makes close wait up to `t` for unsent data; `None` is the
+    /// default (close returns at once, the kernel sends in the background).
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        self.fd.with_socket(|s| s.set_linger(linger))
+    }
+
+    /// The `SO_LINGER` setting.
+    pub fn linger(&self) -> io::Result<Option<Duration>> {
+        self.fd.with_socket(|s| s.linger())
+    }
+
+    /// Turns keepalive probes on with `config`, or off with `None`.
+    pub fn set_keepalive(&self, config: Option<KeepAliveConfig>) -> io::Result<()> {
+        self.fd.with_socket(|s| apply_keepalive(s, config))
+    }
+
+    /// Whether keepalive probes are on.
+    pub fn keepalive(&self) -> io::Result<bool> {
+        self.fd.with_socket(|s| s.keepalive())
+    }
+}
+
+impl std::fmt::Debug for TcpConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpConn")
+            .field("local", &self.local)
+            .field("peer", &self.peer)
+            .field("closed", &self.fd.is_closed())
+            .finish()
+    }
+}
+
+/// A Unix stream-socket connection of the Go-net face (Go's `*net.UnixConn`).
+pub struct UnixConn {
+    fd: NetFd,
+    local: Addr,
+    peer: Addr,
+}
+
+stream_connection!(UnixConn);
+
+impl UnixConn {
+    pub(crate) fn new(socket: Socket, poller: Arc<Poller>) -> io::Result<UnixConn> {
+        UnixConn::from_fd(NetFd::new(socket, poller)?)
+    }
+
+    pub(crate) fn from_fd(fd: NetFd) -> io::Result<UnixConn> {
+        let (local, peer) = fd.with_socket(|s| {
+            Ok((
+                Addr::from_sockaddr(&s.local_addr()?),
+                Addr::from_sockaddr(&s.peer_addr()?),
+            ))
+        })?;
+        Ok(UnixConn { fd, local, peer })
+    }
+
+    /// Takes over a connected std Unix stream and registers it on the global pollers.
+    pub fn from_std(stream: std::os::unix::net::UnixStream) -> io::Result<UnixConn> {
+        stream.set_nonblocking(true)?;
+        UnixConn::new(Socket::from(stream), poller_for(None, None)?)
+    }
+
+    /// A connected pair, like `socketpair(2)`, both registered on the global pollers.
+    pub fn pair() -> io::Result<(UnixConn, UnixConn)> {
+        let (a, b) = std::os::unix::net::UnixStream::pair()?;
+        Ok((UnixConn::from_std(a)?, UnixConn::from_std(b)?))
+    }
+
+    /// The local address (unnamed for a client that did not bind).
+    pub fn local_addr(&self) -> &Addr {
+        &self.local
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> &Addr {
+        &self.peer
+    }
+}
+
+impl std::fmt::Debug for UnixConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnixConn")
+            .field("local", &self.local)
+            .field("peer", &self.peer)
+            .field("closed", &self.fd.is_closed())
+            .finish()
+    }
+}
+
+pub(crate) fn inet(addr: socket2::SockAddr) -> io::Result<SocketAddr> {
+    addr.as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket address"))
+}

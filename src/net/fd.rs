@@ -1,0 +1,276 @@
+//! `NetFd`: a non-blocking socket, its [`PollDesc`], and the locks that give Go's `netFD`
+//! semantics (Go's `internal/poll.FD` with its `fdMutex`).
+//!
+//! - Every operation holds a read guard of `socket` while it runs, waits included. `close`
+//!   first evicts the descriptor (waiters wake with the closed error and drop their guards),
+//!   then takes the write guard, so it deregisters from the poller and closes the fd only once
+//!   no syscall can still be using that fd number, and it returns only after that.
+//! - Reads (and accepts) are serialised by `read_lock`, writes by `write_lock`: one waiter per
+//!   slot. Blocking calls take the lock; an async poll only tries it, and fails with
+//!   `ResourceBusy` if a blocking call of the same direction is in progress.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, TryLockError};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use socket2::{SockAddr, Socket};
+
+use super::desc::{Mode, PollDesc};
+use super::error;
+use crate::poll::Poller;
+use crate::sys::socket::{accept4, readv, sendmsg};
+
+pub(crate) struct NetFd {
+    socket: RwLock<Option<Socket>>,
+    desc: Arc<PollDesc>,
+    read_lock: Mutex<()>,
+    write_lock: Mutex<()>,
+}
+
+impl NetFd {
+    /// Takes a non-blocking socket and registers it on `poller`.
+    pub(crate) fn new(socket: Socket, poller: Arc<Poller>) -> io::Result<NetFd> {
+        let desc = PollDesc::register(socket.as_raw_fd(), poller)?;
+        Ok(NetFd {
+            socket: RwLock::new(Some(socket)),
+            desc,
+            read_lock: Mutex::new(()),
+            write_lock: Mutex::new(()),
+        })
+    }
+
+    pub(crate) fn desc(&self) -> &Arc<PollDesc> {
+        &self.desc
+    }
+
+    /// Runs `f` on the socket unless it is closed (setsockopt, shutdown, addresses).
+    pub(crate) fn with_socket<T>(&self, f: impl FnOnce(&Socket) -> io::Result<T>) -> io::Result<T> {
+        let guard = self.guard()?;
+        f(socket(&guard))
+    }
+
+    fn guard(&self) -> io::Result<RwLockReadGuard<'_, Option<Socket>>> {
+        let guard = self.socket.read().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            return Err(error::closed());
+        }
+        Ok(guard)
+    }
+
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_vectored(&mut [IoSliceMut::new(buf)])
+    }
+
+    /// Reads into `bufs`; a zero-length read returns 0 at once, end of stream is `Ok(0)`.
+    pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let _serial = lock(&self.read_lock);
+        let guard = self.guard()?;
+        let fd = socket(&guard).as_raw_fd();
+        self.desc.check(Mode::Read)?;
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Ok(0);
+        }
+        loop {
+            match readv(fd, bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.desc.wait(Mode::Read)?,
+                result => return result,
+            }
+        }
+    }
+
+    pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    /// Writes all of `bufs` unless an error or the deadline stops it; then it returns the bytes
+    /// written so far, or the error if there were none (the next call reports the error).
+    pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let _serial = lock(&self.write_lock);
+        let guard = self.guard()?;
+        let fd = socket(&guard).as_raw_fd();
+        self.desc.check(Mode::Write)?;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        // The common case sends everything at once without copying the slice list.
+        let mut written = match self.send_once(fd, bufs) {
+            Ok(n) if n == total => return Ok(n),
+            Ok(n) => n,
+            Err(e) => return Err(e),
+        };
+        let mut rest: Vec<IoSlice<'_>> = bufs.to_vec();
+        let mut rest = &mut rest[..];
+        IoSlice::advance_slices(&mut rest, written);
+        while written < total {
+            match self.send_once(fd, rest) {
+                Ok(n) => {
+                    written += n;
+                    IoSlice::advance_slices(&mut rest, n);
+                }
+                Err(_) if written > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written)
+    }
+
+    /// One `sendmsg`, waiting for room first if the socket is full.
+    fn send_once(&self, fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        loop {
+            match sendmsg(fd, bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.desc.wait(Mode::Write)?,
+                result => return result,
+            }
+        }
+    }
+
+    /// Accepts one connection (non-blocking, close-on-exec); `ECONNABORTED` is retried.
+    pub(crate) fn accept(&self) -> io::Result<(Socket, SockAddr)> {
+        let _serial = lock(&self.read_lock);
+        let guard = self.guard()?;
+        let fd = socket(&guard).as_raw_fd();
+        self.desc.check(Mode::Read)?;
+        loop {
+            match accept_once(fd) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.desc.wait(Mode::Read)?,
+                result => return result,
+            }
+        }
+    }
+
+    pub(crate) fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let _serial = try_lock(&self.read_lock, "read")?;
+        let guard = self.guard()?;
+        let fd = socket(&guard).as_raw_fd();
+        self.desc.check(Mode::Read)?;
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
+        loop {
+            match readv(fd, bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::task::ready!(self.desc.poll_wait(Mode::Read, cx))?
+                }
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// One write as far as the socket takes it (`AsyncWrite` allows short writes).
+    pub(crate) fn poll_write(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let _serial = try_lock(&self.write_lock, "write")?;
+        let guard = self.guard()?;
+        let fd = socket(&guard).as_raw_fd();
+        self.desc.check(Mode::Write)?;
+        loop {
+            match sendmsg(fd, bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::task::ready!(self.desc.poll_wait(Mode::Write, cx))?
+                }
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    pub(crate) fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Socket, SockAddr)>> {
+        let _serial = try_lock(&self.read_lock, "accept")?;
+        let guard = self.guard()?;
+        let fd = socket(&guard).as_raw_fd();
+        self.desc.check(Mode::Read)?;
+        loop {
+            match accept_once(fd) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::task::ready!(self.desc.poll_wait(Mode::Read, cx))?
+                }
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// Waits until the socket is writable (a connect in progress finished); `Ok` means look at
+    /// `SO_ERROR`.
+    pub(crate) fn wait_writable(&self) -> io::Result<()> {
+        let _serial = lock(&self.write_lock);
+        let _guard = self.guard()?;
+        self.desc.wait(Mode::Write)
+    }
+
+    pub(crate) fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _serial = try_lock(&self.write_lock, "write")?;
+        let _guard = self.guard()?;
+        self.desc.poll_wait(Mode::Write, cx)
+    }
+
+    pub(crate) fn set_deadline(&self, mode: Option<Mode>, at: Option<Instant>) -> io::Result<()> {
+        let _guard = self.guard()?;
+        match mode {
+            Some(mode) => self.desc.set_deadline(mode, at),
+            None => {
+                self.desc.set_deadline(Mode::Read, at)?;
+                self.desc.set_deadline(Mode::Write, at)
+            }
+        }
+    }
+
+    /// Closes the socket: wakes every waiter with the closed error, waits for calls in flight to
+    /// leave, deregisters, closes the fd. A second close returns the closed error.
+    pub(crate) fn close(&self) -> io::Result<()> {
+        if !self.desc.evict() {
+            return Err(error::closed());
+        }
+        let mut socket = self.socket.write().unwrap_or_else(|e| e.into_inner());
+        self.desc.deregister();
+        drop(socket.take());
+        Ok(())
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.desc.is_closing()
+    }
+}
+
+impl Drop for NetFd {
+    fn drop(&mut self) {
+        let socket = self.socket.get_mut().unwrap_or_else(|e| e.into_inner());
+        if socket.is_some() {
+            self.desc.evict();
+            self.desc.deregister();
+            drop(socket.take());
+        }
+    }
+}
+
+fn accept_once(fd: RawFd) -> io::Result<(Socket, SockAddr)> {
+    loop {
+        match accept4(fd) {
+            Ok((fd, addr)) => return Ok((Socket::from(fd), addr)),
+            // The peer gave up while queued: not this listener's error (Go retries too).
+            Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn socket<'a>(guard: &'a RwLockReadGuard<'_, Option<Socket>>) -> &'a Socket {
+    guard.as_ref().expect("guard() checked the socket is open")
+}
+
+fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn try_lock<'a>(m: &'a Mutex<()>, direction: &str) -> io::Result<MutexGuard<'a, ()>> {
+    match m.try_lock() {
+        Ok(guard) => Ok(guard),
+        Err(TryLockError::Poisoned(e)) => Ok(e.into_inner()),
+        Err(TryLockError::WouldBlock) => Err(error::busy(direction)),
+    }
+}
