@@ -31,9 +31,55 @@ impl fmt::Display for Canceled {
 
 impl std::error::Error for Canceled {}
 
+/// An error with the operation it happened in (Go's `net.OpError`): "dial tcp host:80: ...".
+/// Its kind is the cause's; [`is_closed`] and [`is_canceled`] look through it.
+#[derive(Debug)]
+pub struct OpError {
+    op: String,
+    source: io::Error,
+}
+
+impl OpError {
+    /// What was being done, e.g. `dial tcp 127.0.0.1:80`.
+    pub fn op(&self) -> &str {
+        &self.op
+    }
+}
+
+impl fmt::Display for OpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.op, self.source)
+    }
+}
+
+impl std::error::Error for OpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+pub(crate) fn with_op(op: String, source: io::Error) -> io::Error {
+    io::Error::new(source.kind(), OpError { op, source })
+}
+
+/// True when `T` is `e`'s payload or anywhere in its chain of causes.
+fn caused_by<T: std::error::Error + 'static>(e: &io::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|c| c as _);
+    while let Some(c) = cause {
+        if c.is::<T>() {
+            return true;
+        }
+        cause = match c.downcast_ref::<io::Error>() {
+            Some(inner) => inner.get_ref().map(|c| c as _),
+            None => c.source(),
+        };
+    }
+    false
+}
+
 /// True when `e` says the connection or listener was closed by this process (not by the peer).
 pub fn is_closed(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<ErrClosed>())
+    caused_by::<ErrClosed>(e)
 }
 
 /// True when `e` is a deadline or dial timeout (kind `TimedOut`).
@@ -43,7 +89,7 @@ pub fn is_timeout(e: &io::Error) -> bool {
 
 /// True when `e` reports a dial cancelled through its token.
 pub fn is_canceled(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<Canceled>())
+    caused_by::<Canceled>(e)
 }
 
 pub(crate) fn closed() -> io::Error {
@@ -79,5 +125,15 @@ mod tests {
         assert!(!is_closed(&enotconn));
         assert_eq!(closed().to_string(), "use of closed network connection");
         assert_eq!(timeout().to_string(), "i/o timeout");
+    }
+
+    #[test]
+    fn an_operation_context_keeps_the_cause_recognisable() {
+        let e = with_op("dial tcp a:1".into(), canceled());
+        assert!(is_canceled(&e));
+        assert_eq!(e.to_string(), "dial tcp a:1: operation was canceled");
+        let e = with_op("accept".into(), with_op("inner".into(), closed()));
+        assert!(is_closed(&e) && e.kind() == io::ErrorKind::NotConnected);
+        assert!(is_timeout(&with_op("read".into(), timeout())));
     }
 }

@@ -238,7 +238,7 @@ pub(crate) fn no_address(network: &str) -> io::Error {
 }
 
 pub(crate) fn context(op: &str, network: &str, address: &str, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{op} {network} {address}: {e}"))
+    super::error::with_op(format!("{op} {network} {address}"), e)
 }
 
 /// A TCP listener of the Go-net face (Go's `*net.TCPListener`).

@@ -44,7 +44,7 @@ pub(crate) mod slot;
 
 pub use conn::{KeepAliveConfig, TcpConn, UnixConn};
 pub use dial::{dial_tcp, dial_unix, CancelToken, Dialer};
-pub use error::{is_canceled, is_closed, is_timeout, Canceled, ErrClosed};
+pub use error::{is_canceled, is_closed, is_timeout, Canceled, ErrClosed, OpError};
 pub use listen::{
     default_backlog, listen_tcp, listen_unix, ControlHook, ListenConfig, TcpListener, UnixListener,
 };
