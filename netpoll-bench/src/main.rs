@@ -35,7 +35,8 @@ struct RunArgs {
     /// Measured seconds per run (after a 0.5 s warm-up).
     #[arg(long, default_value_t = 1.0)]
     secs: f64,
-    /// Servers, comma-separated (default: all).
+    /// Servers, comma-separated (default: all): netpoll, netpoll-pool, tokio, tokio-mt, std,
+    /// netpoll-net, epoll.
     #[arg(long, value_delimiter = ',')]
     servers: Vec<String>,
     /// CPU for the servers.
@@ -53,13 +54,15 @@ struct RunArgs {
 enum Cmd {
     /// Runs one echo server until SIGINT/SIGTERM.
     Serve {
+        /// netpoll, netpoll-pool, tokio, tokio-mt, std, netpoll-net or epoll.
         #[arg(long)]
         server: String,
         #[arg(long, default_value = "echo")]
         proto: String,
         #[arg(long, default_value = "127.0.0.1:0")]
         addr: SocketAddr,
-        /// Pollers (netpoll) — default 1.
+        /// Pollers (netpoll, netpoll-pool: default 1; netpoll-net: default the global pollers,
+        /// one per 4 CPUs).
         #[arg(long)]
         loops: Option<usize>,
         /// Pin the server to this CPU.
@@ -320,6 +323,7 @@ fn run_all(args: &RunArgs) -> std::io::Result<()> {
         }
     );
     println!("netpoll = EventLoop with inline handlers on 1 poller; netpoll-pool = same with the handler pool");
+    println!("netpoll-net = thread per connection on blocking netpoll::net::TcpConn (parks on the pollers)");
     // Ratios are to netpoll when it ran, otherwise to the first server listed.
     let baseline = kinds.iter().position(|k| k == "netpoll").unwrap_or(0);
     println!("ratios (x req/s, x CPU/req) are to {}\n", kinds[baseline]);

@@ -15,6 +15,7 @@ pub const ALL: &[&str] = &[
     "tokio",
     "tokio-mt",
     "std",
+    "netpoll-net",
     "epoll",
 ];
 
@@ -25,6 +26,7 @@ pub fn serve(kind: &str, addr: SocketAddr, loops: Option<usize>) -> io::Result<(
         "tokio" => serve_tokio(addr, false),
         "tokio-mt" => serve_tokio(addr, true),
         "std" => serve_std(addr),
+        "netpoll-net" => serve_netpoll_net(addr, loops),
         "epoll" => {
             let listener = listen(addr)?;
             exit_on_signal()?;
@@ -155,4 +157,46 @@ fn serve_std(addr: SocketAddr) -> io::Result<()> {
             })?;
     }
     Ok(())
+}
+
+/// The Go-net face: a thread per connection, as `std`, on blocking `netpoll::net::TcpConn`s
+/// whose reads and writes that would block park the thread on a netpoll poller (one, unless
+/// `loops` says otherwise). Accepted connections already have `TCP_NODELAY`.
+fn serve_netpoll_net(addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
+    let mut config = netpoll::net::ListenConfig::new();
+    if let Some(loops) = loops {
+        config = config.poll_manager(std::sync::Arc::new(netpoll::poll::PollManager::new(loops)?));
+    }
+    let listener = std::sync::Arc::new(config.listen_tcp_addr(addr)?);
+    announce(listener.local_addr());
+    // A signal closes the listener: the pending accept fails with the closed error.
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let stopper = listener.clone();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            let _ = stopper.close();
+        }
+    });
+    loop {
+        let conn = match listener.accept() {
+            Ok((conn, _peer)) => conn,
+            Err(e) if netpoll::net::is_closed(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if (&conn).write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })?;
+    }
 }

@@ -94,6 +94,11 @@ fn std_threads() {
 }
 
 #[test]
+fn netpoll_net_threads() {
+    smoke("netpoll-net");
+}
+
+#[test]
 fn epoll_floor() {
     smoke("epoll");
 }
