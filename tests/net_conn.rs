@@ -548,6 +548,14 @@ fn reuse_port_lets_two_listeners_share_a_port() {
     assert_eq!(first.local_addr(), second.local_addr());
     let err = ListenConfig::new().listen_tcp("tcp", &addr).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err}");
+    assert!(
+        err.to_string().starts_with(&format!("listen tcp {addr}: ")),
+        "{err}"
+    );
+    let err = ListenConfig::new()
+        .listen_tcp_addr(first.local_addr())
+        .unwrap_err();
+    assert!(err.to_string().starts_with("listen tcp "), "{err}");
 }
 
 #[test]

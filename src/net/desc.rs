@@ -132,7 +132,7 @@ impl PollDesc {
     /// edge-triggered fd will not report it again, so waiting would be forever.
     fn event_error(&self, mode: Mode) -> Option<io::Error> {
         if mode == Mode::Read && self.info.load(Ordering::SeqCst) & EVENT_ERR != 0 {
-            return Some(io::Error::other("the socket reported an error event"));
+            return Some(io::Error::other(super::error::EventError));
         }
         None
     }

@@ -92,6 +92,19 @@ pub fn is_canceled(e: &io::Error) -> bool {
     caused_by::<Canceled>(e)
 }
 
+/// The fd reported an error event (`EPOLLERR` alone) and its syscall still says `EAGAIN`;
+/// `NetFd` replaces it with the socket's own error (`SO_ERROR`) when there is one.
+#[derive(Debug)]
+pub(crate) struct EventError;
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the socket reported an error event")
+    }
+}
+
+impl std::error::Error for EventError {}
+
 pub(crate) fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, ErrClosed)
 }

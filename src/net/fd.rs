@@ -74,7 +74,7 @@ impl NetFd {
         }
         loop {
             match readv(fd, bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.desc.wait(Mode::Read)?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(fd, Mode::Read)?,
                 result => return result,
             }
         }
@@ -118,10 +118,15 @@ impl NetFd {
     fn send_once(&self, fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         loop {
             match sendmsg(fd, bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.desc.wait(Mode::Write)?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(fd, Mode::Write)?,
                 result => return result,
             }
         }
+    }
+
+    /// `PollDesc::wait`, with an error event turned into the socket's own error.
+    fn wait(&self, fd: RawFd, mode: Mode) -> io::Result<()> {
+        self.desc.wait(mode).map_err(|e| socket_error(fd, e))
     }
 
     /// Accepts one connection (non-blocking, close-on-exec); `ECONNABORTED` is retried.
@@ -132,7 +137,7 @@ impl NetFd {
         self.desc.check(Mode::Read)?;
         loop {
             match accept_once(fd) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.desc.wait(Mode::Read)?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(fd, Mode::Read)?,
                 result => return result,
             }
         }
@@ -153,7 +158,8 @@ impl NetFd {
         loop {
             match readv(fd, bufs) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    std::task::ready!(self.desc.poll_wait(Mode::Read, cx))?
+                    std::task::ready!(self.desc.poll_wait(Mode::Read, cx))
+                        .map_err(|e| socket_error(fd, e))?
                 }
                 result => return Poll::Ready(result),
             }
@@ -188,7 +194,8 @@ impl NetFd {
         loop {
             match accept_once(fd) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    std::task::ready!(self.desc.poll_wait(Mode::Read, cx))?
+                    std::task::ready!(self.desc.poll_wait(Mode::Read, cx))
+                        .map_err(|e| socket_error(fd, e))?
                 }
                 result => return Poll::Ready(result),
             }
@@ -256,6 +263,20 @@ fn accept_once(fd: RawFd) -> io::Result<(Socket, SockAddr)> {
             Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Replaces an `EventError` with the socket's pending error, if it has one.
+fn socket_error(fd: RawFd, e: io::Error) -> io::Error {
+    if !e
+        .get_ref()
+        .is_some_and(|inner| inner.is::<error::EventError>())
+    {
+        return e;
+    }
+    match crate::sys::socket::take_error(fd) {
+        Ok(Some(socket_error)) => socket_error,
+        _ => e,
     }
 }
 

@@ -105,24 +105,26 @@ impl ListenConfig {
     /// Listens on `network` (`tcp`, `tcp4`, `tcp6`) at `address` (`host:port`; `:port` or an
     /// empty host listens on every address, dual-stack where IPv6 exists).
     pub fn listen_tcp(&self, network: &str, address: &str) -> io::Result<TcpListener> {
-        let addrs = listen_addrs(network, address)?;
-        let mut last_error = None;
-        for addr in addrs {
-            match self.listen_tcp_addr(addr) {
-                Ok(listener) => return Ok(listener),
-                Err(e) => last_error = Some(e),
+        let listen = || {
+            let mut last_error = None;
+            for addr in listen_addrs(network, address)? {
+                match self.bind_tcp(addr) {
+                    Ok(listener) => return Ok(listener),
+                    Err(e) => last_error = Some(e),
+                }
             }
-        }
-        Err(context(
-            "listen",
-            network,
-            address,
-            last_error.unwrap_or_else(|| no_address(network)),
-        ))
+            Err(last_error.unwrap_or_else(|| no_address(network)))
+        };
+        listen().map_err(|e| context("listen", network, address, e))
     }
 
     /// Listens on one TCP address.
     pub fn listen_tcp_addr(&self, addr: SocketAddr) -> io::Result<TcpListener> {
+        self.bind_tcp(addr)
+            .map_err(|e| context("listen", "tcp", &addr.to_string(), e))
+    }
+
+    fn bind_tcp(&self, addr: SocketAddr) -> io::Result<TcpListener> {
         let socket = stream_socket(Domain::for_address(addr))?;
         socket.set_reuse_address(true)?;
         if self.reuse_port {
@@ -151,6 +153,11 @@ impl ListenConfig {
     /// dropped (as Go does); an existing file makes it fail with `AddrInUse`.
     pub fn listen_unix(&self, path: impl AsRef<Path>) -> io::Result<UnixListener> {
         let path = path.as_ref();
+        self.bind_unix(path)
+            .map_err(|e| context("listen", "unix", &path.display().to_string(), e))
+    }
+
+    fn bind_unix(&self, path: &Path) -> io::Result<UnixListener> {
         let socket = stream_socket(Domain::UNIX)?;
         if let Some(control) = &self.control {
             control(&socket)?;

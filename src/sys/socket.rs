@@ -25,6 +25,23 @@ pub(crate) fn default_backlog() -> i32 {
     })
 }
 
+/// The pending socket error (`SO_ERROR`), cleared by reading it.
+pub(crate) fn take_error(fd: RawFd) -> io::Result<Option<io::Error>> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes and `len` says how big `value` is.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok((value != 0).then(|| io::Error::from_raw_os_error(value)))
+}
+
 /// Linux caps one readv/sendmsg at `IOV_MAX` (1024) buffers.
 pub(crate) const MAX_IOVECS: usize = 1024;
 
