@@ -90,15 +90,51 @@ impl CancelToken {
         child
     }
 
-    /// Watches `desc` until the connect ends. False (and nothing watched) if already cancelled.
-    fn watch(&self, desc: &Arc<PollDesc>) -> bool {
+    /// Watches `desc` while its connect is in progress; the guard stops watching. `None` (and
+    /// nothing watched) if the token is already cancelled.
+    fn watch(&self, desc: &Arc<PollDesc>) -> Option<Watch<'_>> {
         let mut state = lock(&self.inner.state);
         if state.canceled {
-            return false;
+            return None;
         }
         state.watching.retain(|w| w.strong_count() > 0);
         state.watching.push(Arc::downgrade(desc));
-        true
+        Some(Watch {
+            token: self,
+            desc: Arc::downgrade(desc),
+        })
+    }
+}
+
+/// A connect watched by a [`CancelToken`]; dropping it stops the watch, so cancelling the token
+/// later leaves the established connection alone.
+struct Watch<'a> {
+    token: &'a CancelToken,
+    desc: Weak<PollDesc>,
+}
+
+impl Watch<'_> {
+    /// Stops watching; then fails if the token was cancelled meanwhile, so a cancel racing a
+    /// successful connect still fails the dial (as in Go) and never touches a returned
+    /// connection.
+    fn finish(self) -> io::Result<()> {
+        self.unwatch();
+        if self.token.is_canceled() {
+            return Err(error::canceled());
+        }
+        Ok(())
+    }
+
+    fn unwatch(&self) {
+        lock(&self.token.inner.state)
+            .watching
+            .retain(|w| !w.ptr_eq(&self.desc));
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        self.unwatch();
     }
 }
 
@@ -439,9 +475,9 @@ impl Dialer {
             return Ok(fd);
         }
         fd.set_deadline(Some(Mode::Write), deadline)?;
-        if !token.watch(fd.desc()) {
+        let Some(watch) = token.watch(fd.desc()) else {
             return Err(error::canceled());
-        }
+        };
         loop {
             let waited = fd.wait_writable();
             if token.is_canceled() {
@@ -453,6 +489,7 @@ impl Dialer {
                 break;
             }
         }
+        watch.finish()?;
         fd.set_deadline(Some(Mode::Write), None)?;
         Ok(fd)
     }
@@ -512,9 +549,9 @@ impl Dialer {
         let fd = NetFd::new(socket, poller_for(self.manager.as_ref(), Some(&addr))?)?;
         if in_progress {
             fd.set_deadline(Some(Mode::Write), deadline)?;
-            if !token.watch(fd.desc()) {
+            let Some(watch) = token.watch(fd.desc()) else {
                 return Err(error::canceled());
-            }
+            };
             loop {
                 let waited = poll_fn(|cx| fd.poll_writable(cx)).await;
                 if token.is_canceled() {
@@ -525,6 +562,7 @@ impl Dialer {
                     break;
                 }
             }
+            watch.finish()?;
             fd.set_deadline(Some(Mode::Write), None)?;
         }
         TcpConn::from_fd(fd)
