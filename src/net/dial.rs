@@ -293,12 +293,7 @@ impl Dialer {
         if addrs.is_empty() {
             return Err(no_address(network));
         }
-        if token.is_canceled() {
-            return Err(error::canceled());
-        }
-        if deadline.is_some_and(|d| d <= Instant::now()) {
-            return Err(error::timeout());
-        }
+        may_start(deadline, token)?;
         let (primary, fallback) = split_families(addrs);
         match (self.fallback_delay, fallback.is_empty()) {
             (Some(delay), false) => self.dial_parallel(primary, fallback, delay, deadline, token),
@@ -451,6 +446,7 @@ impl Dialer {
         let token = self.cancel.clone().unwrap_or_default();
         let display = path.display().to_string();
         let dial = || {
+            may_start(deadline, &token)?;
             let socket = stream_socket(Domain::UNIX)?;
             let fd = self.connect(socket, &SockAddr::unix(path)?, None, deadline, &token)?;
             UnixConn::from_fd(fd)
@@ -513,8 +509,10 @@ impl Dialer {
     /// thread; addresses are tried in order within the deadline; no happy-eyeballs race.
     pub async fn dial_tcp_async(&self, network: &str, address: &str) -> io::Result<TcpConn> {
         let deadline = self.effective_deadline();
+        let token = self.cancel.clone().unwrap_or_default();
         let result = async {
             let want = family_filter(network)?;
+            may_start(deadline, &token)?;
             let addrs = resolve_async(address).await?;
             let addrs: Vec<SocketAddr> = addrs.into_iter().filter(want).collect();
             let mut first_error = None;
@@ -523,6 +521,7 @@ impl Dialer {
                     None => None,
                     Some(d) => Some(partial_deadline(Instant::now(), d, addrs.len() - i)?),
                 };
+                may_start(deadline, &token)?;
                 match self.connect_async(addr, partial).await {
                     Ok(conn) => return Ok(conn),
                     Err(e) if error::is_canceled(&e) => return Err(e),
@@ -580,6 +579,17 @@ fn connected(fd: &NetFd) -> io::Result<bool> {
             Err(e) => Err(e),
         },
     })
+}
+
+/// Refuses to start (or go on with) a dial whose token is cancelled or whose time is up.
+fn may_start(deadline: Option<Instant>, token: &CancelToken) -> io::Result<()> {
+    if token.is_canceled() {
+        return Err(error::canceled());
+    }
+    if deadline.is_some_and(|d| d <= Instant::now()) {
+        return Err(error::timeout());
+    }
+    Ok(())
 }
 
 /// Go's `partialDeadline`: an equal share of the time left for each remaining address, at
