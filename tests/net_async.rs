@@ -261,7 +261,7 @@ fn unix_socket_echo_under_block_on() {
             echo(&conn).await
         };
         let client = async {
-            // The owned connection's traits (not `&UnixConn`'s) on this side.
+            // `&UnixConn`'s traits for the round trip, the owned connection's for the last read.
             let mut conn = Dialer::new().timeout(LIMIT).dial_unix(&path)?;
             conn.set_deadline(Some(Instant::now() + LIMIT))?;
             let sent = {

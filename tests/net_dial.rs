@@ -57,10 +57,7 @@ fn blackhole(addr: SocketAddr) -> Result<Blackhole, String> {
     let mut queued = Vec::new();
     let mut timeouts = 0;
     for _ in 0..16 {
-        match Dialer::new()
-            .timeout(PROBE)
-            .dial_tcp("tcp", &addr.to_string())
-        {
+        match Dialer::new().timeout(PROBE).dial(&addr.to_string()) {
             Ok(conn) => {
                 queued.push(conn);
                 timeouts = 0;
@@ -199,6 +196,21 @@ fn channel_waker() -> (Waker, mpsc::Receiver<()>) {
     (Waker::from(Arc::new(ChannelWaker(Mutex::new(tx)))), rx)
 }
 
+/// Dials `tcp` on a helper thread and waits at most `LIMIT`, so a dial that ignores its
+/// deadline fails the test instead of hanging it.
+trait BoundedDial {
+    fn dial(&self, address: &str) -> io::Result<TcpConn>;
+}
+
+impl BoundedDial for Dialer {
+    fn dial(&self, address: &str) -> io::Result<TcpConn> {
+        let (dialer, address) = (self.clone(), address.to_string());
+        on_thread(move || dialer.dial_tcp("tcp", &address))
+            .recv_timeout(LIMIT)
+            .expect("the dial did not return in time")
+    }
+}
+
 /// A control hook that reports each call on a channel.
 fn signalling_hook() -> (
     impl Fn(&socket2::Socket) -> io::Result<()> + Send + Sync + 'static,
@@ -226,7 +238,7 @@ fn dial_to_a_blackholed_address_times_out_at_the_timeout() {
     let started = Instant::now();
     let err = Dialer::new()
         .timeout(timeout)
-        .dial_tcp("tcp", &hole.to_string())
+        .dial(&hole.to_string())
         .unwrap_err();
     let took = started.elapsed();
     assert!(net::is_timeout(&err), "{err}");
@@ -249,7 +261,7 @@ fn an_absolute_deadline_earlier_than_the_timeout_bounds_the_dial() {
     let err = Dialer::new()
         .timeout(LIMIT)
         .deadline(deadline)
-        .dial_tcp("tcp", &hole.to_string())
+        .dial(&hole.to_string())
         .unwrap_err();
     assert!(net::is_timeout(&err), "{err}");
     let now = Instant::now();
@@ -288,7 +300,7 @@ fn dial_with_a_past_deadline_fails_at_once_without_connecting() {
             counted.fetch_add(1, Ordering::SeqCst);
             Ok(())
         })
-        .dial_tcp("tcp", &addr)
+        .dial(&addr)
         .unwrap_err();
     assert!(net::is_timeout(&err), "{err}");
     assert!(started.elapsed() < SLACK, "took {:?}", started.elapsed());
@@ -302,7 +314,7 @@ fn connection_refused_is_reported_promptly() {
     let started = Instant::now();
     let err = Dialer::new()
         .timeout(LIMIT)
-        .dial_tcp("tcp", &addr.to_string())
+        .dial(&addr.to_string())
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
     assert!(!net::is_timeout(&err));
@@ -326,7 +338,7 @@ fn happy_eyeballs_connects_to_the_family_that_listens() {
     let conn = Dialer::new()
         .timeout(LIMIT)
         .fallback_delay(Some(LIMIT))
-        .dial_tcp("tcp", &format!("localhost:{port}"))
+        .dial(&format!("localhost:{port}"))
         .unwrap();
     assert_eq!(conn.peer_addr(), SocketAddr::new(fallback, port));
     assert!(
@@ -340,7 +352,7 @@ fn happy_eyeballs_connects_to_the_family_that_listens() {
     let port = listener.local_addr().unwrap().port();
     let conn = Dialer::new()
         .timeout(LIMIT)
-        .dial_tcp("tcp", &format!("localhost:{port}"))
+        .dial(&format!("localhost:{port}"))
         .unwrap();
     assert_eq!(conn.peer_addr(), SocketAddr::new(primary, port));
 }
@@ -359,7 +371,7 @@ fn happy_eyeballs_falls_back_after_the_delay_when_the_primary_hangs() {
     let conn = Dialer::new()
         .timeout(LIMIT)
         .fallback_delay(Some(delay))
-        .dial_tcp("tcp", &format!("localhost:{}", hole.addr.port()))
+        .dial(&format!("localhost:{}", hole.addr.port()))
         .unwrap();
     let took = started.elapsed();
     assert_eq!(
@@ -385,7 +397,7 @@ fn without_a_fallback_delay_families_are_tried_one_after_the_other() {
     let conn = Dialer::new()
         .timeout(LIMIT)
         .fallback_delay(None)
-        .dial_tcp("tcp", &format!("localhost:{port}"))
+        .dial(&format!("localhost:{port}"))
         .unwrap();
     assert_eq!(conn.peer_addr(), SocketAddr::new(fallback, port));
     drop((conn, listener));
@@ -400,7 +412,7 @@ fn without_a_fallback_delay_families_are_tried_one_after_the_other() {
     let err = Dialer::new()
         .timeout(timeout)
         .fallback_delay(None)
-        .dial_tcp("tcp", &format!("localhost:{}", hole.addr.port()))
+        .dial(&format!("localhost:{}", hole.addr.port()))
         .unwrap_err();
     let took = started.elapsed();
     assert!(net::is_timeout(&err), "{err}");
@@ -427,15 +439,16 @@ fn when_both_families_fail_the_primary_error_is_returned() {
     let err = Dialer::new()
         .timeout(Duration::from_millis(300))
         .fallback_delay(Some(Duration::ZERO))
-        .dial_tcp("tcp", &format!("localhost:{port}"))
+        .dial(&format!("localhost:{port}"))
         .unwrap_err();
     assert!(net::is_timeout(&err), "not the primary's error: {err}");
 }
 
-/// BUG at 50e837e (src/net/dial.rs, `dial_parallel`): the winner's side token is cancelled after the race
-/// (`primary_side.cancel()` / `CancelToken::cancel(side)`), and that token still watches the
-/// winner's poll descriptor, so `cancel` sets the *winning connection's* write deadline to
-/// "now": every write on a connection dialed through happy eyeballs fails with "i/o timeout".
+/// Regression test for a bug at 50e837e, fixed in a13d0e5 (src/net/dial.rs, `dial_parallel`):
+/// the winner's side token is cancelled after the race (`primary_side.cancel()` /
+/// `CancelToken::cancel(side)`) and that token still watched the winner's poll descriptor, so
+/// the *winning connection's* write deadline was set to "now": every write on a connection
+/// dialed through happy eyeballs failed with "i/o timeout".
 #[test]
 fn a_connection_won_by_happy_eyeballs_can_be_written() {
     let test = "writing on a happy-eyeballs connection";
@@ -446,13 +459,14 @@ fn a_connection_won_by_happy_eyeballs_can_be_written() {
     let port = listener.local_addr().port();
     let conn = Dialer::new()
         .timeout(LIMIT)
-        .dial_tcp("tcp", &format!("localhost:{port}"))
+        .dial(&format!("localhost:{port}"))
         .unwrap();
+    listener.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
     let (server, _) = listener.accept().unwrap();
     server.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
     (&conn)
         .write_all(b"ping")
-        .expect("BUG: write on a connection won by happy eyeballs failed");
+        .expect("write on a connection won by happy eyeballs failed (the 50e837e bug is back)");
     let mut got = [0u8; 4];
     (&server).read_exact(&mut got).unwrap();
     assert_eq!(&got, b"ping");
@@ -570,11 +584,10 @@ fn cancel_ends_a_happy_eyeballs_race_promptly() {
     );
 }
 
-/// BUG at 50e837e (src/net/dial.rs, `dial_tcp_async` / `connect_async`): unlike `dial_tcp`
-/// (and Go's `dialSerial`), the async dial does not look at the token before making a socket:
-/// it binds and sends `connect`, and only then finds the token cancelled. The dial does fail
-/// with the cancel error, but the server has already accepted a connection that was never
-/// wanted.
+/// Regression test for a bug at a13d0e5, fixed in 86b24e1 (src/net/dial.rs,
+/// `dial_tcp_async`): unlike `dial_tcp` (and Go's `dialSerial`), the async dial did not look at
+/// the token before making a socket: it sent `connect` and only then found the token
+/// cancelled, so the server accepted a connection nobody wanted.
 #[test]
 fn a_token_cancelled_before_an_async_dial_fails_it_without_a_socket() {
     let listener = watcher(LOCALHOST_V4, 0).unwrap();
@@ -593,7 +606,7 @@ fn a_token_cancelled_before_an_async_dial_fails_it_without_a_socket() {
     assert!(net::is_canceled(&err), "{err}");
     assert!(
         connecting.try_recv().is_err(),
-        "BUG: the cancelled async dial made a socket and connected"
+        "the cancelled async dial made a socket and connected (the a13d0e5 bug is back)"
     );
     assert_nothing_connected(&listener);
 }
@@ -609,17 +622,17 @@ fn a_token_cancelled_before_the_dial_fails_it_without_a_socket() {
         .timeout(LIMIT)
         .cancel_token(token)
         .control(hook)
-        .dial_tcp("tcp", &addr)
+        .dial(&addr)
         .unwrap_err();
     assert!(net::is_canceled(&err), "{err}");
     assert!(connecting.try_recv().is_err(), "a socket was made");
     assert_nothing_connected(&listener);
 }
 
-/// BUG at 50e837e (src/net/dial.rs, `CancelToken::watch` / `Dialer::connect`): a connect registers its
-/// poll descriptor with the token and never unregisters it, so cancelling the token *after*
-/// the dial returned sets the established connection's write deadline to "now" and its writes
-/// fail with "i/o timeout". Go: "once successfully connected, any expiration of the context
+/// Regression test for a bug at 50e837e, fixed in a13d0e5 (src/net/dial.rs,
+/// `CancelToken::watch` / `Dialer::connect`): a connect registered its poll descriptor with the
+/// token and never unregistered it, so cancelling the token *after* the dial returned set the
+/// established connection's write deadline to "now" and its writes failed with "i/o timeout". Go: "once successfully connected, any expiration of the context
 /// will not affect the connection".
 #[test]
 fn cancelling_the_token_after_the_dial_leaves_the_connection_usable() {
@@ -628,14 +641,15 @@ fn cancelling_the_token_after_the_dial_leaves_the_connection_usable() {
     let conn = Dialer::new()
         .timeout(LIMIT)
         .cancel_token(token.clone())
-        .dial_tcp("tcp", &listener.local_addr().to_string())
+        .dial(&listener.local_addr().to_string())
         .unwrap();
+    listener.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
     let (server, _) = listener.accept().unwrap();
     server.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
     token.cancel();
-    (&conn)
-        .write_all(b"after")
-        .expect("BUG: cancelling the dial's token broke the established connection");
+    (&conn).write_all(b"after").expect(
+        "cancelling the dial's token broke the established connection (the 50e837e bug is back)",
+    );
     let mut got = [0u8; 5];
     (&server).read_exact(&mut got).unwrap();
     assert_eq!(&got, b"after");
@@ -654,7 +668,7 @@ fn the_local_address_is_bound_before_connecting() {
     let conn = Dialer::new()
         .timeout(LIMIT)
         .local_addr(SocketAddr::new(local_ip, 0))
-        .dial_tcp("tcp", &target)
+        .dial(&target)
         .unwrap();
     let (_server, peer) = listener.accept().unwrap();
     assert_eq!(conn.local_addr().ip(), local_ip);
@@ -665,7 +679,7 @@ fn the_local_address_is_bound_before_connecting() {
     let conn = Dialer::new()
         .timeout(LIMIT)
         .local_addr(local)
-        .dial_tcp("tcp", &target)
+        .dial(&target)
         .unwrap();
     let (_server, peer) = listener.accept().unwrap();
     assert_eq!(conn.local_addr(), local);
@@ -686,7 +700,7 @@ fn the_control_hook_sees_the_socket_before_bind_and_connect() {
             tx.lock().unwrap().send((port, connected)).unwrap();
             Ok(())
         })
-        .dial_tcp("tcp", &listener.local_addr().to_string())
+        .dial(&listener.local_addr().to_string())
         .unwrap();
     assert_eq!(
         rx.try_recv().unwrap(),
@@ -712,7 +726,7 @@ fn an_error_from_the_control_hook_aborts_the_dial() {
                 "refused by hook",
             ))
         })
-        .dial_tcp("tcp", &addr)
+        .dial(&addr)
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
     assert!(err.to_string().contains("refused by hook"), "{err}");
@@ -759,10 +773,10 @@ fn dial_unix_to_a_missing_path_fails_with_not_found() {
     );
 }
 
-/// BUG at 50e837e (src/net/dial.rs, `Dialer::dial_unix` / `connect`): the deadline and the
-/// token are only consulted while a connect is in progress, and a Unix connect completes at
-/// once, so `dial_unix` connects even with its deadline already past. Go's `dialSerial` (and
-/// the TCP path here) fails such a dial with "i/o timeout" before connecting.
+/// Regression test for a bug at a13d0e5, fixed in 86b24e1 (src/net/dial.rs,
+/// `Dialer::dial_unix`): the deadline and the token were only consulted while a connect was in
+/// progress, and a Unix connect completes at once, so `dial_unix` connected even with its
+/// deadline already past. Go's `dialSerial` (and the TCP path) fails it with "i/o timeout".
 #[test]
 fn dial_unix_with_a_past_deadline_fails_with_a_timeout() {
     let path = unix_path("past-deadline");
@@ -771,13 +785,14 @@ fn dial_unix_with_a_past_deadline_fails_with_a_timeout() {
     let result = Dialer::new().deadline(Instant::now()).dial_unix(&path);
     let accepted = listener.accept().map(|_| ());
     let _ = std::fs::remove_file(&path);
-    let err = result.expect_err("BUG: dial_unix connected although its deadline had passed");
+    let err = result.expect_err(
+        "dial_unix connected although its deadline had passed (the a13d0e5 bug is back)",
+    );
     assert!(net::is_timeout(&err), "{err}");
     assert_eq!(accepted.unwrap_err().kind(), ErrorKind::WouldBlock);
 }
 
-/// BUG at 50e837e: as above, for a cancelled token: `dial_unix` connects although the token
-/// was cancelled before the dial started.
+/// Regression test for the same bug with a token cancelled before the dial started.
 #[test]
 fn dial_unix_with_a_cancelled_token_fails_with_the_cancel_error() {
     let path = unix_path("cancelled");
@@ -788,7 +803,9 @@ fn dial_unix_with_a_cancelled_token_fails_with_the_cancel_error() {
     let result = Dialer::new().cancel_token(token).dial_unix(&path);
     let accepted = listener.accept().map(|_| ());
     let _ = std::fs::remove_file(&path);
-    let err = result.expect_err("BUG: dial_unix connected although its token was cancelled");
+    let err = result.expect_err(
+        "dial_unix connected although its token was cancelled (the a13d0e5 bug is back)",
+    );
     assert!(net::is_canceled(&err), "{err}");
     assert_eq!(accepted.unwrap_err().kind(), ErrorKind::WouldBlock);
 }
@@ -798,6 +815,7 @@ fn dial_unix_connects_to_a_listening_path() {
     let path = unix_path("echo");
     let listener = net::listen_unix(&path).unwrap();
     let conn = Dialer::new().timeout(LIMIT).dial_unix(&path).unwrap();
+    listener.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
     let (server, _) = listener.accept().unwrap();
     server.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
     (&conn).write_all(b"unix").unwrap();
@@ -829,7 +847,7 @@ fn dialed_connections_have_nodelay_and_go_keepalive_by_default() {
             tx.lock().unwrap().send(seen).unwrap();
             Ok(())
         })
-        .dial_tcp("tcp", &addr)
+        .dial(&addr)
         .unwrap();
     assert!(conn.nodelay().unwrap());
     assert!(conn.keepalive().unwrap());
@@ -843,7 +861,7 @@ fn dialed_connections_have_nodelay_and_go_keepalive_by_default() {
     let conn = Dialer::new()
         .timeout(LIMIT)
         .keepalive(None)
-        .dial_tcp("tcp", &addr)
+        .dial(&addr)
         .unwrap();
     assert!(!conn.keepalive().unwrap());
     assert!(conn.nodelay().unwrap());
@@ -867,7 +885,7 @@ fn dialed_connections_have_nodelay_and_go_keepalive_by_default() {
             tx.lock().unwrap().send(seen).unwrap();
             Ok(())
         })
-        .dial_tcp("tcp", &addr)
+        .dial(&addr)
         .unwrap();
     assert!(conn.keepalive().unwrap());
     assert_eq!(

@@ -285,6 +285,11 @@ macro_rules! stream_connection {
 ///
 /// Share it between threads with `&TcpConn` or `Arc<TcpConn>`: `Read`/`Write` are implemented
 /// for `&TcpConn` as for std's `TcpStream`. Dropping it closes it.
+///
+/// In async code, mind the inherent methods: `conn.close()` closes the whole connection and
+/// `conn.read(..)` blocks the thread. For the async ones name the trait, e.g.
+/// `AsyncWriteExt::close(&mut conn)` (which shuts down only the write side) or
+/// `AsyncReadExt::read(&mut conn, buf)`.
 pub struct TcpConn {
     fd: NetFd,
     local: SocketAddr,
