@@ -522,7 +522,7 @@ impl Dialer {
                     Some(d) => Some(partial_deadline(Instant::now(), d, addrs.len() - i)?),
                 };
                 may_start(deadline, &token)?;
-                match self.connect_async(addr, partial).await {
+                match self.connect_async(addr, partial, &token).await {
                     Ok(conn) => return Ok(conn),
                     Err(e) if error::is_canceled(&e) => return Err(e),
                     Err(e) => {
@@ -541,8 +541,8 @@ impl Dialer {
         &self,
         addr: SocketAddr,
         deadline: Option<Instant>,
+        token: &CancelToken,
     ) -> io::Result<TcpConn> {
-        let token = self.cancel.clone().unwrap_or_default();
         let socket = self.tcp_socket(addr)?;
         let in_progress = self.start_connect(&socket, &addr.into(), true)?;
         let fd = NetFd::new(socket, poller_for(self.manager.as_ref(), Some(&addr))?)?;
