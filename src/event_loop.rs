@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use socket2::{Socket, TcpKeepalive};
 
 use crate::addr::Addr;
+use crate::connection::state::CONNECT_PENDING;
 use crate::connection::{lock, ConnHooks, ConnOptions, Connection, Executor};
 use crate::listener::Listener;
 use crate::poll::{EventHandler, LoadBalance, PollEvent, PollManager, Poller, Ready, Registration};
@@ -330,15 +331,16 @@ impl<C: Send + Sync + 'static> EventLoop<C> {
             run.acceptor.clone()
         };
         if let Some(acceptor) = acceptor {
-            acceptor.detach();
+            acceptor.stop_listening();
         }
         let connections: Vec<Connection> =
             lock(&self.shared.connections).values().cloned().collect();
         for conn in connections {
             // One atomic step against the handler's exit: either we see PROCESSING clear and
-            // close, or the handler sees CLOSE_IDLE when it finishes and closes.
+            // close, or the handler sees CLOSE_IDLE when it finishes and closes. Either way the
+            // close waits for queued output to go out (bounded by the deadline below).
             if !conn.mark_close_when_idle() {
-                conn.close();
+                conn.inner.close_when_drained(ErrorKind::NotConnected);
             }
         }
         let mut forced = false;
@@ -453,7 +455,13 @@ impl<C: Send + Sync + 'static> AcceptSink for Shared<C> {
             Err(_) => return, // the peer is already gone
         };
         let poller: Arc<Poller> = self.manager.get().pick_for(peer.as_inet());
-        let conn = Connection::new(socket, poller, Some(local), peer, &self.options, 0);
+        // on_disconnect must not start before on_connect returned (as in CloudWeGo netpoll).
+        let initial = if self.callbacks.on_connect.is_some() {
+            CONNECT_PENDING
+        } else {
+            0
+        };
+        let conn = Connection::new(socket, poller, Some(local), peer, &self.options, initial);
         let context = (self.on_prepare)(&conn);
         if !conn.is_active() {
             return; // on_prepare refused it
@@ -499,6 +507,15 @@ impl Acceptor {
         if self.registration.is_attached() {
             let _ = self.poller.control(&self.registration, PollEvent::Detach);
         }
+    }
+
+    /// Shutdown: stop accepting, and make the kernel refuse new connects at once (and reset
+    /// those still queued) instead of completing handshakes nobody will accept. `shutdown(2)`
+    /// rather than `close(2)`: the poller thread may be inside `accept` on this fd right now,
+    /// and a closed fd number could be reused under it; the fd itself closes with the acceptor.
+    fn stop_listening(&self) {
+        self.detach();
+        self.listener.stop_listening();
     }
 
     /// Out of fds (or kernel memory): the level-triggered listener would report the same

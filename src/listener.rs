@@ -74,6 +74,13 @@ impl Listener {
         Ok((Socket::from(fd), Addr::from_sockaddr(&peer)))
     }
 
+    /// Stops listening without closing the fd: new connects are refused from now on (for TCP,
+    /// the kernel also resets those still in the accept queue).
+    pub(crate) fn stop_listening(&self) {
+        // Fails only on a socket that is not listening any more: nothing left to stop.
+        let _ = self.socket.shutdown(std::net::Shutdown::Read);
+    }
+
     /// The pending socket error, if any (`SO_ERROR`).
     pub(crate) fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.socket.take_error()

@@ -1,5 +1,11 @@
 //! The poller's side of a connection: read into the input buffer, send the output buffer while
-//! a flush waits, and turn hang-ups into an orderly close.
+//! a flush waits, and turn the peer's end of input and hang-ups into an orderly close.
+//!
+//! The registration is persistent (the poller never detaches it on its own): the peer's
+//! half-close (`RDHUP`, or a read of 0) only ends the *input*; the socket may still be written,
+//! so queued output keeps going out. Only `HUP` or `ERR`, which mean the socket can send no more,
+//! end the output side, and then the connection takes itself off the poller (those two are
+//! reported whatever the interest, and would be reported again on every wait).
 
 use std::io::{ErrorKind, IoSlice, Result};
 use std::os::fd::AsRawFd;
@@ -21,29 +27,26 @@ impl EventHandler for ConnInner {
             self.dial_event();
             return;
         }
-        if ready.is_readable() && state & (CLOSED | READ_PAUSED) == 0 {
+        if state & CLOSED != 0 {
+            return;
+        }
+        let input_event = Ready::READABLE | Ready::READ_CLOSED | Ready::HANGUP | Ready::ERROR;
+        if ready.intersects(input_event) && state & (READ_PAUSED | OUTPUT_FULL | PEER_CLOSED) == 0 {
             self.read_input();
         }
         if ready.is_writable() && state & WRITE_WAIT != 0 {
             self.send_for_waiting_flush();
         }
-    }
-
-    fn on_hangup(&self, _ready: Ready) {
-        if self.state.has(DIALING) {
-            self.dial_event();
-            return;
+        if ready.intersects(Ready::HANGUP | Ready::ERROR) {
+            self.hung_up();
         }
-        // The poller has detached us. Take what the peer sent before leaving, then wind down.
-        while !self.state.has(CLOSED | READ_PAUSED) && self.read_input() > 0 {}
-        self.peer_closed();
     }
 }
 
 impl ConnInner {
-    /// One `readv` into booked input blocks. Returns the bytes read (0 on would-block, EOF or
-    /// error, which are handled here).
-    fn read_input(&self) -> usize {
+    /// One `readv` into booked input blocks. Returns the bytes read (0 on would-block, end of
+    /// input or error, which are handled here).
+    pub(crate) fn read_input(&self) -> usize {
         let result = {
             let mut producer = self.input.writer();
             let size = producer.next_book_size();
@@ -54,10 +57,6 @@ impl ConnInner {
         };
         match result {
             Ok(0) => {
-                // End of stream. Level-triggered input would report it forever: detach first.
-                if self.registration.is_attached() {
-                    let _ = self.poller.control(&self.registration, PollEvent::Detach);
-                }
                 self.peer_closed();
                 0
             }
@@ -76,6 +75,9 @@ impl ConnInner {
 
     /// Publishes `n` new bytes to readers: wakes a waiting reader that now has enough, or
     /// schedules the handler, and pauses reading at the input cap.
+    ///
+    /// The bytes are already in the input buffer (`book_ack`) when `arrived` counts them, so
+    /// the buffer always holds at least `arrived - consumed` bytes; readers go by the counters.
     fn input_arrived(&self, n: usize) {
         self.arrived.fetch_add(n as u64, Ordering::SeqCst);
         let buffered = self.buffered();
@@ -101,6 +103,35 @@ impl ConnInner {
         }
     }
 
+    /// `HUP` or `ERR`: nothing more can be sent. Take the connection off the poller (both are
+    /// reported whatever the interest), fail waiting flushes, then read what the socket still
+    /// holds (bounded by the kernel's receive buffer, so the input cap does not apply: those
+    /// bytes would be lost otherwise) and end the input.
+    fn hung_up(&self) {
+        if self.state.set(OUTPUT_DEAD) & OUTPUT_DEAD != 0 {
+            return;
+        }
+        if self.registration.is_attached() {
+            let _ = self.poller.control(&self.registration, PollEvent::Detach);
+        }
+        self.wake_all();
+        while !self.state.has(CLOSED | PEER_CLOSED) && self.read_input() > 0 {}
+        let state = self.state.load();
+        if state & CLOSED != 0 {
+            return;
+        }
+        if state & (WRITE_WAIT | CLOSE_AFTER_DRAIN | OUTPUT_FULL) != 0 {
+            log::debug!(
+                "netpoll: peer {} hung up with {} bytes of output unsent",
+                self.peer_addr,
+                self.output.len()
+            );
+            self.self_arc().close_with(ErrorKind::BrokenPipe);
+            return;
+        }
+        self.peer_closed();
+    }
+
     /// Sends as much of the output buffer as the socket takes. Returns whether it is empty.
     pub(crate) fn send_output(&self) -> Result<bool> {
         let _sending = lock(&self.send_lock);
@@ -124,54 +155,83 @@ impl ConnInner {
         }
     }
 
-    /// Writable while a flush waits: send, and once drained stop watching output and wake it.
+    /// Writable while output is queued: send; below the cap, let a blocked inline handler run
+    /// again; once drained, stop watching output, wake the flush, and finish a pending close.
     fn send_for_waiting_flush(&self) {
         match self.send_output() {
-            Ok(false) => {}
+            Ok(false) => {
+                if self.state.has(OUTPUT_FULL) && self.output.len() < self.output_cap {
+                    self.output_unblocked(self.state.clear(OUTPUT_FULL));
+                }
+            }
             Ok(true) => {
-                self.state.clear(WRITE_WAIT);
+                let previous = self.state.clear(WRITE_WAIT | OUTPUT_FULL);
                 self.sync_interest();
-                let _guard = lock(&self.waiters);
-                self.write_ready.notify_all();
+                {
+                    let _guard = lock(&self.waiters);
+                    self.write_ready.notify_all();
+                }
+                if previous & CLOSE_AFTER_DRAIN != 0 {
+                    let reason = self.drain_reason();
+                    self.self_arc().close_with(reason);
+                    return;
+                }
+                self.output_unblocked(previous);
             }
             Err(e) => self.self_arc().close_with(e.kind()),
         }
     }
 
-    /// The peer finished (EOF, hang-up or error). Buffered input stays readable; `on_disconnect`
-    /// runs once; the handler task handles what is left and then closes.
+    /// After `OUTPUT_FULL` was cleared (`previous` is the word before): resume input and call
+    /// the inline handler that was waiting for room.
+    fn output_unblocked(&self, previous: u32) {
+        if previous & OUTPUT_FULL != 0 {
+            self.sync_interest();
+            self.self_arc().schedule_processing();
+        }
+    }
+
+    /// The peer finished sending (a read of 0, `RDHUP` read to its end, `HUP` or `ERR`).
+    /// Buffered input stays readable and is handled; `on_disconnect` runs once (after
+    /// `on_connect` returned); the handler task, once it has handled what is left, closes
+    /// after the output drained.
     pub(crate) fn peer_closed(&self) {
         if self.state.set(PEER_CLOSED) & PEER_CLOSED != 0 {
             return;
         }
+        self.sync_interest(); // nothing more to read: input interest (and RDHUP) off
         let this = self.self_arc();
         this.wake_all();
         let hooks = self.hooks().filter(|h| h.has_on_disconnect());
-        if let Some(hooks) = hooks {
-            if self.state.acquire(DISCONNECTED) {
-                self.state.set(DISCONNECTING);
-                let conn = super::Connection {
-                    inner: Arc::clone(&this),
-                };
-                let task_inner = Arc::clone(&this);
-                this.run_user_code(move || {
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        hooks.on_disconnect(&conn)
-                    }));
-                    task_inner.state.clear(DISCONNECTING);
-                    task_inner.finish_if_done();
-                });
-            }
+        if hooks.is_some() && self.state.acquire(DISCONNECTED) && self.state.begin_disconnect() {
+            this.spawn_on_disconnect();
         }
-        // The handler task (if one runs, or the one scheduled here) closes once the input left
-        // is handled; with no handler, close now.
-        if !self.has_request_handler() {
-            if !self.state.has(PROCESSING) {
-                this.close_with(ErrorKind::UnexpectedEof);
-            }
-        } else {
+        if self.has_request_handler() {
+            // The task (running, or started here) closes once the input left is handled.
             this.schedule_processing();
+        } else if !self.state.has(PROCESSING) {
+            this.close_when_drained(ErrorKind::UnexpectedEof);
         }
+    }
+
+    /// Runs `on_disconnect` apart from the handler task (it may run while a handler does), then
+    /// lets the close callbacks run. `DISCONNECTING` is already set.
+    pub(crate) fn spawn_on_disconnect(self: &Arc<Self>) {
+        let Some(hooks) = self.hooks() else {
+            self.state.clear(DISCONNECTING);
+            return;
+        };
+        let conn = super::Connection {
+            inner: Arc::clone(self),
+        };
+        let inner = Arc::clone(self);
+        self.run_apart(move || {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                hooks.on_disconnect(&conn)
+            }));
+            inner.state.clear(DISCONNECTING);
+            inner.finish_if_done();
+        });
     }
 
     /// The dial's single edge: record it and wake the dialer.

@@ -116,6 +116,9 @@ pub(crate) struct ConnInner {
     consumed: AtomicU64,
     /// Bytes a waiting reader needs buffered; 0 when no reader waits.
     wait_size: AtomicUsize,
+    /// Bytes an inline handler asked for and did not get (it returned `WouldBlock`); raises the
+    /// input cap like `wait_size`, but nobody waits, so arrivals schedule the handler.
+    inline_want: AtomicUsize,
     waiters: Mutex<()>,
     read_ready: Condvar,
     write_ready: Condvar,
@@ -189,7 +192,9 @@ impl Connection {
             ConnInner {
                 this: weak.clone(),
                 socket,
-                registration: Registration::new(fd, handler),
+                // Persistent: the peer's half-close must not take the socket off the poller,
+                // since queued output still has to go out (see `io.rs`).
+                registration: Registration::persistent(fd, handler),
                 poller,
                 executor: options.executor.clone(),
                 state: State::new(initial_state),
@@ -202,6 +207,7 @@ impl Connection {
                 arrived: AtomicU64::new(0),
                 consumed: AtomicU64::new(0),
                 wait_size: AtomicUsize::new(0),
+                inline_want: AtomicUsize::new(0),
                 waiters: Mutex::new(()),
                 read_ready: Condvar::new(),
                 write_ready: Condvar::new(),
@@ -260,11 +266,49 @@ impl Connection {
         !self.inner.state.has(CLOSED)
     }
 
-    /// Closes the connection from any thread; idempotent. Waiting readers and writers fail with
-    /// `NotConnected`; unsent output is dropped; close callbacks run once any running handler
-    /// has returned.
+    /// Closes the connection from any thread, at once; idempotent. Waiting readers and writers
+    /// fail with `NotConnected`; output not yet handed to the kernel is dropped (flush first to
+    /// send it); close callbacks run once any running handler has returned.
+    ///
+    /// The library's own closes are gentler: after the peer's end of input, or at a graceful
+    /// shutdown, the connection closes only once its queued output has been sent (or the write
+    /// timeout fired).
     pub fn close(&self) {
         self.inner.close_with(ErrorKind::NotConnected);
+    }
+
+    /// Takes the connection off its poller without closing the socket, and returns the socket
+    /// (CloudWeGo netpoll's `Detach`), e.g. to hand it to other code. The socket stays
+    /// non-blocking. From then on the connection counts as closed here: its close callbacks run,
+    /// and input the poller had already read stays readable through [`Connection::reader`].
+    ///
+    /// Fails with `InvalidInput` while flushed output is still queued (nothing is dropped:
+    /// wait for the flush), and with `NotConnected` once closed.
+    pub fn detach(&self) -> Result<Socket> {
+        let inner = &self.inner;
+        let state = inner.state.load();
+        if state & CLOSED != 0 {
+            return Err(inner.closed_error());
+        }
+        if state & WRITE_WAIT != 0 || !inner.output.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "output is still queued: detach after the flush finished",
+            ));
+        }
+        // A second descriptor of the same socket: ours closes when the last handle drops,
+        // which then neither sends a FIN nor touches the caller's.
+        let socket = inner.socket.try_clone()?;
+        if inner.state.set(CLOSED) & CLOSED != 0 {
+            return Err(inner.closed_error());
+        }
+        let _ = inner.close_reason.set(ErrorKind::NotConnected);
+        if inner.registration.is_attached() {
+            let _ = inner.poller.control(&inner.registration, PollEvent::Detach);
+        }
+        inner.wake_all();
+        inner.finish_if_done();
+        Ok(socket)
     }
 
     /// Runs `callback` once when the connection has closed (after any running handler and
@@ -389,9 +433,13 @@ impl ConnInner {
     }
 
     /// Bytes published and not yet consumed.
+    ///
+    /// `consumed <= arrived` holds at every instant (readers take only what `arrived` counted)
+    /// and both only grow, so reading `consumed` *first* keeps the difference from underflowing
+    /// even when another thread moves both counters between the two loads.
     pub(crate) fn buffered(&self) -> usize {
-        let arrived = self.arrived.load(Ordering::SeqCst);
         let consumed = self.consumed.load(Ordering::SeqCst);
+        let arrived = self.arrived.load(Ordering::SeqCst);
         (arrived - consumed) as usize
     }
 
@@ -404,9 +452,75 @@ impl ConnInner {
     }
 
     /// The input level at which the poller stops reading: the cap, or more while a reader
-    /// waits for a larger frame.
+    /// waits for (or an inline handler asked for) a larger frame.
     fn effective_input_cap(&self) -> usize {
-        self.input_cap.max(self.wait_size.load(Ordering::SeqCst))
+        self.input_cap
+            .max(self.wait_size.load(Ordering::SeqCst))
+            .max(self.inline_want.load(Ordering::SeqCst))
+    }
+
+    /// The error for a call on a closed connection: `NotConnected` when it was closed here
+    /// (`close`, the idle timeout, shutdown), else the kind the socket or the peer ended it
+    /// with (`BrokenPipe`, `ConnectionReset`, ...), so a waiting flush learns the peer reset.
+    pub(crate) fn closed_error(&self) -> Error {
+        match self.close_reason.get() {
+            None | Some(ErrorKind::NotConnected | ErrorKind::TimedOut) => closed_error(),
+            Some(&kind) => Error::new(kind, format!("connection closed: {kind}")),
+        }
+    }
+
+    /// The library's own close (the peer finished and its input was handled, or a graceful
+    /// shutdown): once the queued output has been sent, or the write timeout fired. The poller
+    /// finishes it when the output drains (`send_for_waiting_flush`).
+    pub(crate) fn close_when_drained(self: &Arc<Self>, reason: ErrorKind) {
+        let previous = self.state.set(CLOSE_AFTER_DRAIN);
+        if previous & (CLOSE_AFTER_DRAIN | CLOSED) != 0 {
+            return;
+        }
+        if previous & OUTPUT_DEAD != 0 {
+            self.close_with(if self.output.is_empty() {
+                reason
+            } else {
+                ErrorKind::BrokenPipe
+            });
+            return;
+        }
+        if previous & WRITE_WAIT == 0 {
+            // Nobody is sending, so whatever is queued is ours to send. (A poller that drains
+            // after our flag sees it when it clears WRITE_WAIT, and closes instead.)
+            match self.send_output() {
+                Ok(true) => return self.close_with(reason),
+                Ok(false) => {
+                    self.state.set(WRITE_WAIT);
+                    self.sync_interest();
+                }
+                Err(e) => return self.close_with(e.kind()),
+            }
+        }
+        if let Some(timeout) = self.write_timeout() {
+            let weak = Arc::downgrade(self);
+            let _ = self.poller.schedule(Instant::now() + timeout, move || {
+                if let Some(inner) = weak.upgrade() {
+                    if !inner.state.has(CLOSED) {
+                        log::debug!(
+                            "netpoll: write timeout closing {} with {} bytes unsent",
+                            inner.peer_addr,
+                            inner.output.len()
+                        );
+                        inner.close_with(ErrorKind::TimedOut);
+                    }
+                }
+            });
+        }
+    }
+
+    /// Why the library closes once the output drained: the peer's end of input, or shutdown.
+    pub(crate) fn drain_reason(&self) -> ErrorKind {
+        if self.state.has(PEER_CLOSED) {
+            ErrorKind::UnexpectedEof
+        } else {
+            ErrorKind::NotConnected
+        }
     }
 
     /// Closes once; later calls do nothing. `reason` is kept for [`Connection::close_reason`].
@@ -415,6 +529,14 @@ impl ConnInner {
             return;
         }
         let _ = self.close_reason.set(reason);
+        let (unread, unsent) = (self.buffered(), self.output.len());
+        if unread > 0 || unsent > 0 {
+            // Dropped by a close the caller asked for (or an error); never silently.
+            log::debug!(
+                "netpoll: closing {} ({reason}) with {unread} bytes unread, {unsent} unsent",
+                self.peer_addr
+            );
+        }
         if self.registration.is_attached() {
             // Errors here mean the poller already dropped the registration (closed poller,
             // or a hang-up detached it): either way it is gone.
@@ -454,6 +576,19 @@ impl ConnInner {
         });
     }
 
+    /// Runs user code beside the handler task: on the handler pool in pool mode, right here
+    /// (the poller thread) in inline mode.
+    fn run_apart(&self, job: impl FnOnce() + Send + 'static) {
+        match &self.executor {
+            Executor::Pool(pool) => {
+                if let Err(job_error) = pool.spawn(job) {
+                    let _ = job_error; // the pool is shut down: nothing else will run it
+                }
+            }
+            Executor::Inline => job(),
+        }
+    }
+
     /// Runs user code that may block: on the handler pool when called from the poller thread
     /// in pool mode, otherwise right here.
     fn run_user_code(&self, job: impl FnOnce() + Send + 'static) {
@@ -474,14 +609,15 @@ impl ConnInner {
         self.write_ready.notify_all();
     }
 
-    /// Applies the current READ_PAUSED / WRITE_WAIT flags to the kernel.
+    /// Applies the current flags to the kernel: input while not paused (cap, or an inline
+    /// handler blocked on output) and not ended; output while a flush waits.
     fn sync_interest(&self) {
         let _guard = lock(&self.interest_lock);
         let state = self.state.load();
         if state & CLOSED != 0 || !self.registration.is_attached() {
             return;
         }
-        let readable = state & READ_PAUSED == 0;
+        let readable = state & (READ_PAUSED | OUTPUT_FULL | PEER_CLOSED) == 0;
         let writable = state & WRITE_WAIT != 0;
         // Fails only if the registration was detached meanwhile (closing): nothing to apply.
         let _ = self
@@ -494,7 +630,11 @@ impl ConnInner {
         if n == 0 {
             return;
         }
-        self.consumed.fetch_add(n as u64, Ordering::SeqCst);
+        let before = self.consumed.fetch_add(n as u64, Ordering::SeqCst);
+        debug_assert!(
+            before + n as u64 <= self.arrived.load(Ordering::SeqCst),
+            "a reader took bytes the poller had not counted yet"
+        );
         if self.state.has(READ_PAUSED) && self.buffered() < self.effective_input_cap() {
             self.resume_reading();
         }

@@ -43,22 +43,36 @@ impl ConnInner {
                         self.close_with(ErrorKind::Other);
                     }
                 }
+                // A hang-up reported while on_connect ran left on_disconnect to us.
+                if self.state.end_connect() {
+                    self.spawn_on_disconnect();
+                }
             }
-            let seen = self.handle_input(&conn);
+            let (seen, output_blocked) = self.handle_input(&conn);
 
             let previous = self.state.clear(PROCESSING);
             if previous & CLOSED != 0 {
                 self.finish_if_done();
                 return;
             }
-            if previous & (PEER_CLOSED | CLOSE_IDLE) != 0 {
-                // No more input will come (or the server is shutting down): done.
-                let reason = if previous & PEER_CLOSED != 0 {
-                    ErrorKind::UnexpectedEof
-                } else {
-                    ErrorKind::NotConnected
-                };
-                self.close_with(reason);
+            if previous & CLOSE_IDLE != 0 {
+                // The server is shutting down: close once what is queued has been sent.
+                self.close_when_drained(ErrorKind::NotConnected);
+                return;
+            }
+            if output_blocked {
+                // An inline handler waits for room: the poller calls it again once output
+                // drains below the cap. If that happened after our last look, the poller found
+                // PROCESSING still set and left the call to us (clear-then-look on both sides).
+                if self.state.has(OUTPUT_FULL) || !self.state.try_start_processing() {
+                    return;
+                }
+                continue;
+            }
+            if previous & PEER_CLOSED != 0 {
+                // No more input will come, and what was left is handled: close once the output
+                // has gone out.
+                self.close_when_drained(ErrorKind::UnexpectedEof);
                 return;
             }
             // Input that arrived after our last look, while we still held PROCESSING, found the
@@ -70,39 +84,83 @@ impl ConnInner {
         }
     }
 
-    /// Calls `on_request` while it makes progress. Returns the `arrived` count it last saw.
-    fn handle_input(self: &Arc<Self>, conn: &Connection) -> u64 {
+    /// Calls `on_request` while it makes progress. Returns the `arrived` count it last saw, and
+    /// whether an inline handler stopped because the output is over its cap.
+    fn handle_input(self: &Arc<Self>, conn: &Connection) -> (u64, bool) {
+        let inline = matches!(self.executor, Executor::Inline);
         let mut seen = self.arrived.load(Ordering::SeqCst);
         loop {
             if self.state.has(CLOSED | CLOSE_IDLE) {
-                return seen;
+                return (seen, false);
             }
             let Some(on_request) = self.request_handler() else {
-                return seen;
+                return (seen, false);
             };
+            if inline && self.output_blocked() {
+                return (seen, true);
+            }
             seen = self.arrived.load(Ordering::SeqCst);
             let consumed_before = self.consumed.load(Ordering::SeqCst);
             if seen == consumed_before {
-                return seen; // nothing buffered
+                return (seen, false); // nothing buffered
             }
             match panic::catch_unwind(AssertUnwindSafe(|| on_request.call(conn))) {
                 Ok(Ok(())) => {}
+                // Inline: "call me again when it can progress" (more input, or room).
+                Ok(Err(e)) if inline && e.kind() == ErrorKind::WouldBlock => {}
                 Ok(Err(e)) => {
                     self.close_with(e.kind());
-                    return seen;
+                    return (seen, false);
                 }
                 Err(_) => {
                     // The panic hook reported it; this connection's state is unknown now.
                     self.close_with(ErrorKind::Other);
-                    return seen;
+                    return (seen, false);
                 }
             }
             self.release_read_blocks();
+            if inline && self.state.has(OUTPUT_FULL) {
+                return (seen, true);
+            }
             let progressed = self.consumed.load(Ordering::SeqCst) != consumed_before
                 || self.arrived.load(Ordering::SeqCst) != seen;
             if !progressed {
-                return seen; // a partial frame: wait for more input
+                return (seen, false); // a partial frame: wait for more input
             }
         }
+    }
+
+    /// Inline mode, before calling the handler or taking more output: true (and `OUTPUT_FULL`
+    /// set, input paused) while queued output is at or over the cap. Whoever clears the flag
+    /// calls the handler again.
+    pub(crate) fn output_blocked(&self) -> bool {
+        if self.output.len() < self.output_cap {
+            return false;
+        }
+        let previous = self.state.set(OUTPUT_FULL);
+        if previous & WRITE_WAIT != 0 {
+            // The poller is sending; it clears OUTPUT_FULL below the cap (it reads the flag
+            // after each send, and clears it together with WRITE_WAIT when drained).
+            self.sync_interest();
+            return true;
+        }
+        // Nobody is sending: send now, and leave the rest to the poller.
+        match self.send_output() {
+            Ok(true) => {}
+            Ok(false) => {
+                self.state.set(WRITE_WAIT);
+            }
+            Err(e) => {
+                self.self_arc().close_with(e.kind());
+                return true;
+            }
+        }
+        if self.output.len() < self.output_cap {
+            self.state.clear(OUTPUT_FULL);
+            self.sync_interest();
+            return false;
+        }
+        self.sync_interest();
+        true
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::state::*;
-use super::{closed_error, eof_error, lock, wait_until, ConnInner};
+use super::{eof_error, lock, wait_until, ConnInner};
 use crate::buffer::{LinkBuffer, Reader};
 
 /// Reads a connection's input. Every call that needs n bytes waits until they arrived, the
@@ -77,7 +77,12 @@ impl<'a> ConnReader<'a> {
         let mut searched = 0;
         loop {
             let available = self.len();
-            let found = self.reader.find(delim, searched);
+            // Only what the counters say has arrived: the poller puts bytes in the buffer a
+            // moment before it counts them, and taking those would overtake `arrived`.
+            let found = self
+                .reader
+                .find(delim, searched)
+                .filter(|&at| at < available);
             if let Some(at) = found {
                 let bytes = self.reader.next(at + 1)?;
                 self.inner.consumed(at + 1);
@@ -131,13 +136,30 @@ impl<'a> ConnReader<'a> {
     fn wait_for(&self, n: usize) -> Result<()> {
         let inner = self.inner;
         if inner.buffered() >= n {
+            if inner.inline_want.load(Ordering::Relaxed) != 0 {
+                inner.inline_want.store(0, Ordering::SeqCst);
+            }
             return Ok(());
         }
         if inner.poller.is_current_thread() {
             // Inline handlers run on the poller: waiting would stop the very thread that reads.
+            // Once the input has ended, more will never come.
+            let state = inner.state.load();
+            if state & CLOSED != 0 && state & PEER_CLOSED == 0 {
+                return Err(inner.closed_error());
+            }
+            if state & (PEER_CLOSED | CLOSED) != 0 {
+                return Err(eof_error());
+            }
+            // "Call me again when more input arrived": a frame larger than the cap must still
+            // be able to arrive.
+            inner.inline_want.store(n, Ordering::SeqCst);
+            if inner.state.has(READ_PAUSED) && inner.buffered() < inner.effective_input_cap() {
+                inner.resume_reading();
+            }
             return Err(io::Error::new(
                 ErrorKind::WouldBlock,
-                "not enough input, and an inline handler cannot wait for more",
+                "not enough input yet: an inline handler is called again when more arrives",
             ));
         }
         let deadline = inner.read_timeout().map(|t| Instant::now() + t);
@@ -153,7 +175,7 @@ impl<'a> ConnReader<'a> {
             }
             let state = inner.state.load();
             if state & CLOSED != 0 && state & PEER_CLOSED == 0 {
-                break Err(closed_error());
+                break Err(inner.closed_error());
             }
             if state & (PEER_CLOSED | CLOSED) != 0 {
                 break Err(eof_error());
@@ -190,5 +212,51 @@ impl io::Read for super::Connection {
         let bytes = reader.next(n)?;
         buf[..n].copy_from_slice(&bytes);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::super::{ConnOptions, Connection};
+    use crate::addr::Addr;
+    use crate::poll::Poller;
+
+    /// The poller puts bytes in the input buffer a moment before it counts them in `arrived`.
+    /// A reader in that moment must go by the counter: `until` finding a delimiter among the
+    /// uncounted bytes and taking them would push `consumed` past `arrived`.
+    #[test]
+    fn until_takes_only_bytes_already_counted() {
+        let (ours, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let poller = Poller::new().unwrap();
+        let conn = Connection::new(
+            socket2::Socket::from(std::os::fd::OwnedFd::from(ours)),
+            poller,
+            None,
+            Addr::Unix(None),
+            &ConnOptions::default(),
+            0,
+        );
+        conn.set_read_timeout(Some(Duration::from_millis(20)));
+        let inner = &conn.inner;
+        // Published, not yet counted: the poller is between `book_ack` and `input_arrived`.
+        {
+            let mut producer = inner.input.writer();
+            producer.write_binary(b"line\n");
+            producer.flush();
+        }
+        let early = conn.reader().until(b'\n');
+        assert_eq!(
+            early.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::TimedOut),
+            "took bytes that had not been counted"
+        );
+        assert_eq!(inner.consumed.load(Ordering::SeqCst), 0);
+        // Counted: now the line is there.
+        inner.arrived.fetch_add(5, Ordering::SeqCst);
+        assert_eq!(&conn.reader().until(b'\n').unwrap()[..], b"line\n");
+        assert_eq!(inner.buffered(), 0);
     }
 }

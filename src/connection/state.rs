@@ -16,6 +16,15 @@
 //! | 9   | `DIALING`       | dialer                         | dialer            | connect in progress: events go to the dialer |
 //! | 10  | `DIAL_READY`    | poller, while `DIALING`        | never             | the connect finished (either way): dialer reads `SO_ERROR` |
 //! | 11  | `DISCONNECTING` | first to report the hang-up    | its task          | `on_disconnect` is running; close callbacks wait for it |
+//! | 12  | `OUTPUT_DEAD`   | poller on `HUP`/`ERR`          | never             | the socket can send no more: flushes fail at once |
+//! | 13  | `CLOSE_AFTER_DRAIN` | the library's own close    | never             | close once the output has drained (or the write timeout fired) |
+//! | 14  | `CONNECT_PENDING` | server, at accept            | handler task      | `on_connect` has not returned yet; `on_disconnect` waits for it |
+//! | 15  | `DISCONNECT_DEFERRED` | hang-up during `on_connect` | handler task   | run `on_disconnect` as soon as `on_connect` returns |
+//! | 16  | `OUTPUT_FULL`   | inline handler at the output cap | poller, below cap | input interest is off and the handler is not called until output drains below the cap |
+//!
+//! `PEER_CLOSED` means end of *input* only: the peer may still read, so queued output is sent
+//! before the library closes (`CLOSE_AFTER_DRAIN`). Only `HUP`/`ERR` (both directions gone, or
+//! a reset) end the output side (`OUTPUT_DEAD`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -31,6 +40,11 @@ pub(crate) const CLOSE_IDLE: u32 = 1 << 8;
 pub(crate) const DIALING: u32 = 1 << 9;
 pub(crate) const DIAL_READY: u32 = 1 << 10;
 pub(crate) const DISCONNECTING: u32 = 1 << 11;
+pub(crate) const OUTPUT_DEAD: u32 = 1 << 12;
+pub(crate) const CLOSE_AFTER_DRAIN: u32 = 1 << 13;
+pub(crate) const CONNECT_PENDING: u32 = 1 << 14;
+pub(crate) const DISCONNECT_DEFERRED: u32 = 1 << 15;
+pub(crate) const OUTPUT_FULL: u32 = 1 << 16;
 
 /// The packed flags. Every operation is sequentially consistent: the handler's exit ("clear
 /// PROCESSING, then look for new input") and the poller's arrival ("count input, then try to set
@@ -78,6 +92,44 @@ impl State {
             .is_ok()
     }
 
+    /// The peer hung up and `on_disconnect` should run: marks it running (`DISCONNECTING`) and
+    /// returns true, or, while `on_connect` has not returned, defers it to the handler task
+    /// (`DISCONNECT_DEFERRED`) and returns false.
+    pub(crate) fn begin_disconnect(&self) -> bool {
+        let previous = self.update(|s| {
+            if s & CONNECT_PENDING != 0 {
+                s | DISCONNECT_DEFERRED
+            } else {
+                s | DISCONNECTING
+            }
+        });
+        previous & CONNECT_PENDING == 0
+    }
+
+    /// `on_connect` returned: clears `CONNECT_PENDING`; true if a deferred `on_disconnect` must
+    /// run now (it is then marked running, in the same step).
+    pub(crate) fn end_connect(&self) -> bool {
+        let previous = self.update(|s| {
+            let s2 = s & !(CONNECT_PENDING | DISCONNECT_DEFERRED);
+            if s & DISCONNECT_DEFERRED != 0 {
+                s2 | DISCONNECTING
+            } else {
+                s2
+            }
+        });
+        previous & DISCONNECT_DEFERRED != 0
+    }
+
+    /// One atomic step `s -> f(s)`; returns the previous word.
+    fn update(&self, f: impl Fn(u32) -> u32) -> u32 {
+        match self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| Some(f(s)))
+        {
+            Ok(previous) | Err(previous) => previous,
+        }
+    }
+
     /// Sets `PROCESSING` unless it is set or the connection is closed; true if it did.
     pub(crate) fn try_start_processing(&self) -> bool {
         self.0
@@ -107,6 +159,23 @@ mod tests {
         state.clear(PROCESSING);
         state.set(CLOSED);
         assert!(!state.try_start_processing());
+    }
+
+    #[test]
+    fn disconnect_during_on_connect_is_deferred_until_it_returns() {
+        let state = State::new(CONNECT_PENDING);
+        assert!(!state.begin_disconnect(), "on_connect still running");
+        assert!(!state.has(DISCONNECTING));
+        assert!(state.end_connect(), "the deferred on_disconnect runs now");
+        assert!(state.has(DISCONNECTING));
+        assert!(!state.has(CONNECT_PENDING | DISCONNECT_DEFERRED));
+
+        let state = State::default();
+        assert!(
+            state.begin_disconnect(),
+            "no on_connect pending: run at once"
+        );
+        assert!(!state.end_connect());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::state::*;
-use super::{closed_error, lock, wait_until, ConnInner};
+use super::{lock, wait_until, ConnInner};
 use crate::buffer::{LinkBuffer, Writer};
 
 /// Writes a connection's output. Data becomes visible to the sender only at
@@ -37,21 +37,35 @@ impl<'a> ConnWriter<'a> {
         }
     }
 
-    /// Before adding `n` bytes: fail on a closed connection, and wait for the peer to drain
-    /// queued output if this write would pass the cap.
+    /// Before adding `n` bytes: fail on a closed connection (or one that can send no more),
+    /// and wait for the peer to drain queued output if this write would pass the cap.
+    ///
+    /// An inline handler cannot wait on the poller it runs on, so there the cap is checked when
+    /// a write starts: a write that starts under the cap is taken whole (a handler writing one
+    /// reply per call never sees the cap), and past it the write is refused with `WouldBlock`
+    /// until the output drains below the cap, when the handler is called again.
     fn make_room(&mut self, n: usize) -> Result<()> {
-        if self.inner.state.has(CLOSED) {
-            return Err(closed_error());
+        let state = self.inner.state.load();
+        if state & CLOSED != 0 {
+            return Err(self.inner.closed_error());
+        }
+        if state & OUTPUT_DEAD != 0 {
+            return Err(dead_output_error());
         }
         let queued = self.inner.output.len() + self.writer.malloc_len();
-        if queued > 0 && queued + n > self.inner.output_cap {
-            if self.inner.poller.is_current_thread() {
-                // An inline handler cannot wait for the poller it runs on.
-                return Err(io::Error::new(
-                    ErrorKind::WouldBlock,
-                    "output cap reached, and an inline handler cannot wait for room",
-                ));
+        if self.inner.poller.is_current_thread() {
+            if queued >= self.inner.output_cap {
+                self.writer.flush();
+                if self.inner.output_blocked() {
+                    return Err(io::Error::new(
+                        ErrorKind::WouldBlock,
+                        "output cap reached: an inline handler is called again once it drains",
+                    ));
+                }
             }
+            return Ok(());
+        }
+        if queued > 0 && queued + n > self.inner.output_cap {
             self.flush()?;
         }
         Ok(())
@@ -117,8 +131,12 @@ impl<'a> ConnWriter<'a> {
 
 impl ConnInner {
     fn send_and_wait(self: &Arc<Self>) -> Result<()> {
-        if self.state.has(CLOSED) {
-            return Err(closed_error());
+        let state = self.state.load();
+        if state & CLOSED != 0 {
+            return Err(self.closed_error());
+        }
+        if state & OUTPUT_DEAD != 0 {
+            return Err(dead_output_error());
         }
         if !self.state.has(WRITE_WAIT) {
             match self.send_output() {
@@ -143,7 +161,11 @@ impl ConnInner {
         loop {
             let state = self.state.load();
             if state & CLOSED != 0 {
-                return Err(closed_error());
+                return Err(self.closed_error());
+            }
+            if state & OUTPUT_DEAD != 0 {
+                // The peer is gone: the rest can never be sent.
+                return Err(dead_output_error());
             }
             if state & WRITE_WAIT == 0 {
                 return Ok(());
@@ -169,4 +191,11 @@ impl io::Write for super::Connection {
     fn flush(&mut self) -> Result<()> {
         super::Connection::flush(self)
     }
+}
+
+fn dead_output_error() -> io::Error {
+    io::Error::new(
+        ErrorKind::BrokenPipe,
+        "the peer can no longer receive (hung up or reset)",
+    )
 }

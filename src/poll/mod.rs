@@ -27,7 +27,7 @@ pub enum PollEvent {
     /// Switch an added fd to level-triggered input (`IN | RDHUP | ERR`); used once a dial that
     /// waited with [`PollEvent::Writable`] has connected.
     ModReadable,
-    /// Add the fd edge-triggered for output (`OUT | RDHUP | ERR`); used while dialing, where one
+    /// Add the fd edge-triggered for output (`OUT | ERR`); used while dialing, where one
     /// "connected" (or failed) edge is all that matters.
     Writable,
     /// Remove the fd. No event reaches the owner afterwards, even if the kernel reuses the fd

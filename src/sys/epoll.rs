@@ -86,10 +86,11 @@ impl Selector {
 }
 
 fn interest_to_epoll(interest: Interest) -> u32 {
-    // RDHUP and ERR are always wanted: they tell the owner the peer is gone.
-    let mut bits = (libc::EPOLLRDHUP | libc::EPOLLERR) as u32;
+    // ERR (and HUP) are always reported. RDHUP goes with input: it is the end of the input, and
+    // a level-triggered RDHUP left on after that end was read would be reported forever.
+    let mut bits = libc::EPOLLERR as u32;
     if interest.readable {
-        bits |= libc::EPOLLIN as u32;
+        bits |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
     }
     if interest.writable {
         bits |= libc::EPOLLOUT as u32;
