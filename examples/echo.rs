@@ -2,33 +2,33 @@
 //!
 //! ```sh
 //! cargo run --release --example echo -- --addr 127.0.0.1:8080 [--loops N]
+//! cargo run --example echo -- --help
 //! ```
 //! Prints `listening on ADDR` once ready, echoes every byte back, and on SIGINT or SIGTERM stops
 //! accepting, lets running handlers finish (5 s at most) and exits.
 
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use netpoll::{EventLoop, Listener};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+/// An echo server on netpoll's reactor face; stops gracefully on SIGINT/SIGTERM.
+#[derive(Parser)]
+#[command(name = "echo")]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Run on N pollers of its own instead of netpoll's shared ones.
+    #[arg(long, value_name = "N")]
+    loops: Option<NonZeroUsize>,
+}
+
 fn main() -> std::io::Result<()> {
-    let mut addr = String::from("127.0.0.1:8080");
-    let mut loops = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--addr", Some(value)) => addr = value,
-            ("--loops", Some(value)) => {
-                loops = Some(
-                    value
-                        .parse()
-                        .map_err(|_| usage(&format!("bad --loops {value}")))?,
-                )
-            }
-            (other, _) => return Err(usage(&format!("unexpected argument {other}"))),
-        }
-    }
+    let Args { addr, loops } = Args::parse();
 
     let mut builder = EventLoop::builder().on_request(|_, conn| {
         let mut reader = conn.reader();
@@ -39,7 +39,7 @@ fn main() -> std::io::Result<()> {
         writer.flush()
     });
     if let Some(loops) = loops {
-        builder = builder.num_loops(loops);
+        builder = builder.num_loops(loops.get());
     }
     let server = std::sync::Arc::new(builder.build()?);
     let listener = Listener::bind_tcp(addr.as_str())?;
@@ -53,11 +53,4 @@ fn main() -> std::io::Result<()> {
         }
     });
     server.serve(listener)
-}
-
-fn usage(problem: &str) -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::InvalidInput,
-        format!("{problem}\nusage: echo --addr HOST:PORT [--loops N]"),
-    )
 }

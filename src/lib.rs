@@ -17,6 +17,7 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the map.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg(target_os = "linux")]
 
 mod addr;

@@ -4,26 +4,109 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::channel;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use common::LIMIT;
 
-fn run_and_signal(signal: libc::c_int) {
-    // cargo builds examples next to the test binaries: target/<profile>/examples/echo
-    let exe = std::env::current_exe().unwrap();
-    let example = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/echo");
+/// The example, built fresh: `cargo test --test example_echo` alone does not build examples (and
+/// one left over from an earlier build may be stale), so the first caller runs `cargo build
+/// --example echo` for this test's profile, which is a quick no-op when `cargo test` built it.
+fn example() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // Test binaries live in target/<profile>/deps; examples in target/<profile>/examples.
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().unwrap().parent().unwrap();
+            let mut build =
+                Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+            build
+                .args(["build", "--quiet", "--example", "echo", "--manifest-path"])
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+                .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
+            if profile_dir.file_name() == Some("release".as_ref()) {
+                build.arg("--release");
+            }
+            let mut child = build.spawn().unwrap();
+            // Bounded, with room for a cold build on a loaded machine.
+            let give_up = Instant::now() + Duration::from_secs(600);
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                if Instant::now() > give_up {
+                    let _ = child.kill();
+                    panic!("building the echo example took over 10 minutes");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            assert!(status.success(), "cargo build --example echo: {status}");
+            let example = profile_dir.join("examples/echo");
+            assert!(example.exists(), "no example at {}", example.display());
+            example
+        })
+        .clone()
+}
+
+/// Runs the example with `args` to completion (bounded by LIMIT): (exit code, stdout, stderr).
+fn run_to_end(args: &[&str]) -> (Option<i32>, String, String) {
+    let child = Command::new(example())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()).unwrap());
+    let Ok(output) = rx.recv_timeout(LIMIT) else {
+        // SAFETY: killing the child we started, which did not exit in time.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        panic!("echo {args:?} did not exit");
+    };
+    let output = output.unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn echo_example_help_prints_usage() {
+    let (code, stdout, _) = run_to_end(&["--help"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("Usage: echo"), "{stdout}");
+    assert!(stdout.contains("--addr <HOST:PORT>"), "{stdout}");
+    assert!(stdout.contains("--loops <N>"), "{stdout}");
+}
+
+#[test]
+fn echo_example_bad_flag_gets_a_usage_error() {
+    let (code, stdout, stderr) = run_to_end(&["--no-such-flag"]);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
     assert!(
-        example.exists(),
-        "build the example first: {}",
-        example.display()
+        stderr.contains("unexpected argument '--no-such-flag'"),
+        "{stderr}"
     );
-    let mut child = Command::new(&example)
+    assert!(stderr.contains("Usage: echo"), "{stderr}");
+    // clap's message, not `main` returning an io::Error printed as `Error: Custom { .. }`.
+    assert!(!stderr.contains("Custom"), "{stderr}");
+
+    let (code, _, stderr) = run_to_end(&["--loops", "zero"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid value 'zero' for '--loops <N>'"),
+        "{stderr}"
+    );
+}
+
+fn run_and_signal(signal: libc::c_int) {
+    let mut child = Command::new(example())
         .args(["--addr", "127.0.0.1:0", "--loops", "2"])
         .stdout(Stdio::piped())
         .spawn()

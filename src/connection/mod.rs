@@ -7,7 +7,7 @@
 //!   `on_request`, at most one at a time per connection;
 //! - **any thread** may read (waiting for bytes), write and flush, and close.
 //!
-//! The flags they race on live in one state word ([`state`]); the byte counters `arrived` and
+//! The flags they race on live in one state word (`state`); the byte counters `arrived` and
 //! `consumed` tell the handler task whether a call made progress, so a handler that leaves a
 //! partial frame is not called again until more input arrives.
 

@@ -237,6 +237,7 @@ macro_rules! stream_connection {
         }
 
         #[cfg(feature = "tokio")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
         impl tokio::io::AsyncRead for $conn {
             fn poll_read(
                 self: Pin<&mut Self>,
@@ -252,6 +253,7 @@ macro_rules! stream_connection {
         }
 
         #[cfg(feature = "tokio")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
         impl tokio::io::AsyncWrite for $conn {
             fn poll_write(
                 self: Pin<&mut Self>,

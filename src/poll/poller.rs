@@ -410,7 +410,7 @@ fn run(shared: Arc<Shared>) {
             .map(|deadline| deadline.saturating_duration_since(Instant::now()));
         if let Err(e) = shared.selector.select(&mut events, timeout) {
             // epoll_wait fails only on a broken epoll fd or bad arguments: nothing to recover.
-            eprintln!("netpoll: poller {} stopped: epoll_wait: {e}", shared.id);
+            log::error!("netpoll: poller {} stopped: epoll_wait: {e}", shared.id);
             break;
         }
         shared.stats.waits.fetch_add(1, Ordering::Relaxed);
