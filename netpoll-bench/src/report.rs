@@ -159,7 +159,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "netpoll-bench: echo on loopback, {} rounds x {} per run after {} warm-up (medians, min–max over rounds in brackets), {} CPUs, Linux {}, {}",
+            "netpoll-bench: echo on loopback, {} rounds x {} per run after {} warm-up (medians, min–max over rounds in parentheses), {} CPUs, Linux {}, {}",
             m.rounds,
             show_duration(m.duration),
             show_duration(m.warmup),
