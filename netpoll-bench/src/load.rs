@@ -29,6 +29,9 @@ pub struct LoadResult {
     pub p999_us: f64,
     pub errors: u64,
     pub connect_failures: u64,
+    /// The first failure, with the OS error (`connect 127.0.0.1:9: Connection refused (os
+    /// error 111)`, `127.0.0.1:8080: read: ...`, `... echoed bytes differ`).
+    pub first_error: Option<String>,
 }
 
 impl LoadResult {
@@ -41,12 +44,29 @@ struct Shared {
     histogram: Histogram<u64>,
     requests: u64,
     errors: u64,
+    first_error: Option<String>,
     measuring: bool,
 }
 
-/// Runs the load against `addr`. `on_measure(start)` is called when the measured window starts
-/// (`true`) and ends (`false`), so the caller can sample the server's CPU at those moments.
-pub fn run(addr: SocketAddr, spec: &LoadSpec, mut on_measure: impl FnMut(bool)) -> LoadResult {
+/// Connects to the first of `addrs` that accepts, in order; the error names the last address
+/// tried and carries the OS error.
+async fn connect_any(addrs: &[SocketAddr]) -> Result<(tokio::net::TcpStream, SocketAddr), String> {
+    let mut last = String::from("connect: no address to connect to");
+    for &addr in addrs {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => return Ok((stream, addr)),
+            Err(e) => last = format!("connect {addr}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// Runs the load against the first of `addrs` that accepts a connection (the others are
+/// tried in order, as for a host name that resolves to `::1` and `127.0.0.1`).
+/// `on_measure(start)` is called when the measured window starts (`true`) and ends (`false`),
+/// so the caller can sample the server's CPU at those moments. If no connection could be
+/// made at all, returns at once, without the warm-up or the measured window.
+pub fn run(addrs: &[SocketAddr], spec: &LoadSpec, mut on_measure: impl FnMut(bool)) -> LoadResult {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -57,16 +77,30 @@ pub fn run(addr: SocketAddr, spec: &LoadSpec, mut on_measure: impl FnMut(bool)) 
             histogram: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
             requests: 0,
             errors: 0,
+            first_error: None,
             measuring: false,
         }));
         let stop = Rc::new(RefCell::new(false));
         let mut connect_failures = 0;
+        let mut first_error = None;
         let mut tasks = Vec::new();
+        // Once one address has worked, the other connections go to it.
+        let mut chosen: Option<SocketAddr> = None;
         for c in 0..spec.conns {
-            let stream = match tokio::net::TcpStream::connect(addr).await {
+            let result = match chosen {
+                Some(addr) => tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| format!("connect {addr}: {e}")),
+                None => connect_any(addrs).await.map(|(stream, addr)| {
+                    chosen = Some(addr);
+                    stream
+                }),
+            };
+            let stream = match result {
                 Ok(s) => s,
-                Err(_) => {
+                Err(e) => {
                     connect_failures += 1;
+                    first_error.get_or_insert(e);
                     continue;
                 }
             };
@@ -75,6 +109,13 @@ pub fn run(addr: SocketAddr, spec: &LoadSpec, mut on_measure: impl FnMut(bool)) 
             tasks.push(tokio::task::spawn_local(async move {
                 client(stream, c, &spec, &shared, &stop).await;
             }));
+        }
+        if tasks.is_empty() {
+            return LoadResult {
+                connect_failures,
+                first_error,
+                ..LoadResult::default()
+            };
         }
         tokio::time::sleep(spec.warmup).await;
         {
@@ -101,6 +142,7 @@ pub fn run(addr: SocketAddr, spec: &LoadSpec, mut on_measure: impl FnMut(bool)) 
             p999_us: q(0.999),
             errors: s.errors,
             connect_failures,
+            first_error: first_error.or_else(|| s.first_error.clone()),
         }
     })
 }
@@ -116,25 +158,37 @@ async fn client(
     let mut out = vec![0u8; batch];
     let mut back = vec![0u8; batch];
     let mut round = 0u64;
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "the server".to_string(), |a| a.to_string());
     while !*stop.borrow() {
         for (i, b) in out.iter_mut().enumerate() {
             *b = (i as u64 ^ round ^ id as u64) as u8;
         }
         let started = Instant::now();
-        let ok = match tokio::time::timeout(Duration::from_secs(5), async {
-            stream.write_all(&out).await?;
-            stream.read_exact(&mut back).await?;
-            Ok::<(), std::io::Error>(())
+        let outcome = match tokio::time::timeout(Duration::from_secs(5), async {
+            stream
+                .write_all(&out)
+                .await
+                .map_err(|e| format!("{peer}: write: {e}"))?;
+            stream
+                .read_exact(&mut back)
+                .await
+                .map_err(|e| format!("{peer}: read: {e}"))?;
+            Ok::<(), String>(())
         })
         .await
         {
-            Ok(Ok(())) => out == back,
-            _ => false,
+            Ok(Ok(())) if out == back => Ok(()),
+            Ok(Ok(())) => Err(format!("{peer}: the echoed bytes differ from those sent")),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!("{peer}: no echo within 5 s")),
         };
         let micros = started.elapsed().as_micros().max(1) as u64;
         let mut s = shared.borrow_mut();
-        if !ok {
+        if let Err(e) = outcome {
             s.errors += 1;
+            s.first_error.get_or_insert(e);
             return;
         }
         if s.measuring {

@@ -5,18 +5,25 @@
 //! medians. `serve`, `load` and `idle` expose the parts.
 
 mod load;
+mod parse;
+mod plot;
+mod report;
 mod servers;
 mod sys;
 
-use std::io::{BufRead, BufReader};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use load::{LoadResult, LoadSpec};
+use parse::Target;
+use report::{Failure, Meta, Report, Sample};
 
 #[derive(Parser)]
 #[command(about = "Echo benchmark of netpoll against tokio, std threads and raw epoll")]
@@ -30,15 +37,31 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct RunArgs {
     /// Rounds; each round runs every server once per scenario, servers alternating.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value = "3", value_parser = parse::positive)]
     rounds: usize,
-    /// Measured seconds per run (after a 0.5 s warm-up).
-    #[arg(long, default_value_t = 1.0)]
-    secs: f64,
+    /// Measured time per run, e.g. 1s, 500ms, 2m (a bare number is seconds).
+    #[arg(long, alias = "secs", default_value = "1s", value_parser = parse::duration)]
+    duration: Duration,
+    /// Warm-up per run, under load but not measured, e.g. 500ms, 0s.
+    #[arg(long, default_value = "500ms", value_parser = parse::duration)]
+    warmup: Duration,
     /// Servers, comma-separated (default: all): netpoll, netpoll-pool, tokio, tokio-mt, std,
     /// netpoll-net, epoll.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = parse::server)]
     servers: Vec<String>,
+    /// Scenarios, comma-separated, by id (default: all): 64b-x100, 64b-x1000, 1kib-x100,
+    /// 64b-x100-p16 (the table's names, like "64B x100", work too).
+    #[arg(long, value_delimiter = ',', value_parser = parse::scenario)]
+    scenarios: Vec<usize>,
+    /// Also write the results (settings, medians, min/max, every sample, failed runs) as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also write the table as CSV, one line per scenario and server.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Also draw CPU us/request and p99 per server and scenario into an SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
     /// CPU for the servers.
     #[arg(long, default_value_t = 0)]
     server_cpu: usize,
@@ -52,15 +75,18 @@ struct RunArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Runs one echo server until SIGINT/SIGTERM.
+    /// Runs one echo server until SIGINT/SIGTERM; prints `listening on ADDR` once ready.
     Serve {
         /// netpoll, netpoll-pool, tokio, tokio-mt, std, netpoll-net or epoll.
-        #[arg(long)]
+        #[arg(long, value_parser = parse::server)]
         server: String,
+        /// The protocol; only echo exists.
         #[arg(long, default_value = "echo")]
         proto: String,
-        #[arg(long, default_value = "127.0.0.1:0")]
-        addr: SocketAddr,
+        /// Address to listen on, HOST:PORT (a name such as localhost:8080 is resolved; port 0
+        /// picks a free port).
+        #[arg(long, default_value = "127.0.0.1:0", value_parser = parse::target)]
+        addr: Target,
         /// Pollers (netpoll, netpoll-pool: default 1; netpoll-net: default the global pollers,
         /// one per 4 CPUs).
         #[arg(long)]
@@ -71,57 +97,79 @@ enum Cmd {
     },
     /// Drives an echo server and prints what it measured.
     Load {
-        #[arg(long)]
-        addr: SocketAddr,
-        #[arg(long, default_value_t = 100)]
+        /// The server, HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080; a name's addresses
+        /// are tried in order).
+        #[arg(long, value_parser = parse::target)]
+        addr: Target,
+        /// Connections, each a closed loop: send, wait for the whole echo, check it, repeat.
+        #[arg(long, default_value = "100", value_parser = parse::positive)]
         conns: usize,
-        #[arg(long, default_value_t = 64)]
+        /// Bytes per request.
+        #[arg(long, default_value = "64", value_parser = parse::positive)]
         size: usize,
-        #[arg(long, default_value_t = 1)]
+        /// Requests written at once per connection before reading their echoes.
+        #[arg(long, default_value = "1", value_parser = parse::positive)]
         pipeline: usize,
-        #[arg(long, default_value_t = 2.0)]
-        secs: f64,
-        /// One JSON object instead of text.
+        /// Measured time, e.g. 2s, 500ms, 1m (a bare number is seconds).
+        #[arg(long, alias = "secs", default_value = "2s", value_parser = parse::duration)]
+        duration: Duration,
+        /// Warm-up before measuring, under load but not counted.
+        #[arg(long, default_value = "500ms", value_parser = parse::duration)]
+        warmup: Duration,
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Opens many idle connections to a server and reports its memory per connection.
     Idle {
-        #[arg(long)]
+        /// The server to measure: netpoll, netpoll-pool, tokio, tokio-mt, std, netpoll-net
+        /// or epoll.
+        #[arg(long, value_parser = parse::server)]
         server: String,
-        #[arg(long, default_value_t = 10_000)]
+        /// Idle connections to open (from 127.0.0.2, .3, ...: 20,000 per source address).
+        #[arg(long, default_value = "10000", value_parser = parse::positive)]
         conns: usize,
+        /// How long to wait for the server to accept them all, e.g. 30s.
+        #[arg(long, default_value = "30s", value_parser = parse::duration)]
+        timeout: Duration,
     },
 }
 
 /// A scenario: connections × message size × pipeline depth.
-struct Scenario {
-    name: &'static str,
+pub struct Scenario {
+    /// What `--scenarios` takes.
+    pub id: &'static str,
+    /// What the table shows.
+    pub name: &'static str,
     conns: usize,
     size: usize,
     pipeline: usize,
 }
 
-const SCENARIOS: &[Scenario] = &[
+pub const SCENARIOS: &[Scenario] = &[
     Scenario {
+        id: "64b-x100",
         name: "64B x100",
         conns: 100,
         size: 64,
         pipeline: 1,
     },
     Scenario {
+        id: "64b-x1000",
         name: "64B x1000",
         conns: 1000,
         size: 64,
         pipeline: 1,
     },
     Scenario {
+        id: "1kib-x100",
         name: "1KiB x100",
         conns: 100,
         size: 1024,
         pipeline: 1,
     },
     Scenario {
+        id: "64b-x100-p16",
         name: "64B x100 pipelined 16",
         conns: 100,
         size: 64,
@@ -147,31 +195,45 @@ fn main() {
             if let Some(cpu) = cpu {
                 let _ = sys::pin_to_cpu(cpu);
             }
-            servers::serve(&server, addr, loops)
+            servers::serve(&server, addr.addrs[0], loops).map_err(|e| e.to_string())
         }
         Some(Cmd::Load {
             addr,
             conns,
             size,
             pipeline,
-            secs,
+            duration,
+            warmup,
             json,
         }) => {
             let spec = LoadSpec {
                 conns,
                 size,
                 pipeline,
-                warmup: Duration::from_millis(500),
-                secs: Duration::from_secs_f64(secs),
+                warmup,
+                secs: duration,
             };
-            let r = load::run(addr, &spec, |_| {});
+            let r = load::run(&addr.addrs, &spec, |_| {});
+            if r.requests == 0 && r.errors == 0 && r.connect_failures as usize == conns {
+                // Nothing connected: say why, and nothing else.
+                let why = r.first_error.as_deref().unwrap_or("connect failed");
+                eprintln!("netpoll-bench: load {addr}: {why}");
+                std::process::exit(1);
+            }
             print_load(&r, json);
             if r.connect_failures > 0 || r.errors > 0 {
+                if let Some(e) = &r.first_error {
+                    eprintln!("netpoll-bench: first error: {e}");
+                }
                 std::process::exit(1);
             }
             Ok(())
         }
-        Some(Cmd::Idle { server, conns }) => idle(&server, conns),
+        Some(Cmd::Idle {
+            server,
+            conns,
+            timeout,
+        }) => idle(&server, conns, timeout),
     };
     if let Err(e) = result {
         eprintln!("netpoll-bench: {e}");
@@ -181,8 +243,12 @@ fn main() {
 
 fn print_load(r: &LoadResult, json: bool) {
     if json {
+        let error = match &r.first_error {
+            Some(e) => format!("\"{}\"", e.replace('\\', "\\\\").replace('"', "\\\"")),
+            None => "null".to_string(),
+        };
         println!(
-            "{{\"requests\":{},\"rps\":{:.0},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"errors\":{},\"connect_failures\":{}}}",
+            "{{\"requests\":{},\"rps\":{:.0},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"errors\":{},\"connect_failures\":{},\"first_error\":{error}}}",
             r.requests, r.rps(), r.p50_us, r.p99_us, r.p999_us, r.errors, r.connect_failures
         );
     } else {
@@ -206,23 +272,38 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start(kind: &str, cpu: Option<usize>) -> std::io::Result<ServerProcess> {
-        let mut command = Command::new(std::env::current_exe()?);
+    fn start(kind: &str, cpu: Option<usize>) -> Result<ServerProcess, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+        let mut command = Command::new(exe);
         command.args(["serve", "--server", kind, "--addr", "127.0.0.1:0"]);
         if let Some(cpu) = cpu {
             command.args(["--cpu", &cpu.to_string()]);
         }
-        let mut child = command.stdout(Stdio::piped()).spawn()?;
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting the {kind} server: {e}"))?;
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line)?;
+        let read = BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line);
         let addr = line
             .trim()
             .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| {
-                std::io::Error::other(format!("{kind}: unexpected first line {line:?}"))
-            })?;
-        Ok(ServerProcess { child, addr })
+            .and_then(|a| a.parse().ok());
+        match (addr, read) {
+            (Some(addr), _) => Ok(ServerProcess { child, addr }),
+            (None, read) => {
+                // Stop it if it still runs, then say how it ended.
+                let _ = sys::kill(child.id(), libc::SIGTERM);
+                let status = child.wait();
+                Err(match (read, status) {
+                    (Err(e), _) => format!("the {kind} server: reading its address: {e}"),
+                    (Ok(0), Ok(status)) => {
+                        format!("the {kind} server exited before listening ({status})")
+                    }
+                    _ => format!("the {kind} server: unexpected first line {line:?}"),
+                })
+            }
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -237,27 +318,27 @@ impl Drop for ServerProcess {
     }
 }
 
-/// One measured run.
-#[derive(Clone, Default)]
-struct Sample {
-    load: LoadResult,
-    cpu_us_per_req: f64,
-    peak_rss_kib: u64,
-}
-
-fn run_once(kind: &str, scenario: &Scenario, args: &RunArgs, pin: bool) -> std::io::Result<Sample> {
-    let server = ServerProcess::start(kind, pin.then_some(args.server_cpu))?;
+/// Runs `kind` through `scenario` once: a fresh server process, the load, its CPU time over
+/// the measured window. A run that measured no request is an error.
+fn run_once(
+    kind: &str,
+    scenario: &Scenario,
+    args: &RunArgs,
+    pin: bool,
+    round: usize,
+) -> Result<Sample, String> {
+    let mut server = ServerProcess::start(kind, pin.then_some(args.server_cpu))?;
     let spec = LoadSpec {
         conns: scenario.conns,
         size: scenario.size,
         pipeline: scenario.pipeline,
-        warmup: Duration::from_millis(500),
-        secs: Duration::from_secs_f64(args.secs),
+        warmup: args.warmup,
+        secs: args.duration,
     };
     let pid = server.pid();
-    let (mut cpu_start, mut cpu_end) = (0, 0);
-    let load = load::run(server.addr, &spec, |start| {
-        let now = sys::cpu_micros(pid).unwrap_or(0);
+    let (mut cpu_start, mut cpu_end) = (Ok(0), Ok(0));
+    let load = load::run(&[server.addr], &spec, |start| {
+        let now = sys::cpu_nanos(pid);
         if start {
             cpu_start = now;
         } else {
@@ -265,145 +346,303 @@ fn run_once(kind: &str, scenario: &Scenario, args: &RunArgs, pin: bool) -> std::
         }
     });
     let peak_rss_kib = sys::status_kib(pid, "VmHWM").unwrap_or(0);
-    let cpu_us_per_req = (cpu_end - cpu_start) as f64 / load.requests.max(1) as f64;
+    if let Ok(Some(status)) = server.child.try_wait() {
+        return Err(format!("the server exited during the run ({status})"));
+    }
+    if load.requests == 0 {
+        return Err(match &load.first_error {
+            Some(e) => format!(
+                "no request completed ({} errors, {} failed connects; first: {e})",
+                load.errors, load.connect_failures
+            ),
+            None => "no request completed".to_string(),
+        });
+    }
+    let cpu =
+        |r: std::io::Result<u64>| r.map_err(|e| format!("reading the server's CPU time: {e}"));
+    let cpu_ns = cpu(cpu_end)?.saturating_sub(cpu(cpu_start)?);
     Ok(Sample {
+        round,
         load,
-        cpu_us_per_req,
+        cpu_ns,
         peak_rss_kib,
     })
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
+/// Runs every server through every chosen scenario, `rounds` times, servers alternating
+/// within a scenario. A run that fails is recorded (server, scenario, round, error), shown at
+/// once, and the others go on. Returns `samples[scenario][server]` and the failures.
+fn collect(
+    rounds: usize,
+    scenarios: &[&'static Scenario],
+    kinds: &[String],
+    bar: &ProgressBar,
+    mut run: impl FnMut(&str, &Scenario, usize) -> Result<Sample, String>,
+) -> (Vec<Vec<Vec<Sample>>>, Vec<Failure>) {
+    let mut samples = vec![vec![Vec::<Sample>::new(); kinds.len()]; scenarios.len()];
+    let mut failures = Vec::new();
+    for round in 1..=rounds {
+        for (s, scenario) in scenarios.iter().enumerate() {
+            for (k, kind) in kinds.iter().enumerate() {
+                bar.set_message(format!("round {round}: {kind} {}", scenario.name));
+                match run(kind, scenario, round) {
+                    Ok(sample) => {
+                        if let (true, Some(e)) = (
+                            sample.load.errors + sample.load.connect_failures > 0,
+                            &sample.load.first_error,
+                        ) {
+                            bar.suspend(|| {
+                                eprintln!(
+                                    "warning: {kind} / {} / round {round}: {} errors, {} failed connects; first: {e}",
+                                    scenario.name, sample.load.errors, sample.load.connect_failures
+                                )
+                            });
+                        }
+                        samples[s][k].push(sample);
+                    }
+                    Err(error) => {
+                        bar.suspend(|| {
+                            eprintln!(
+                                "failed: {kind} / {} / round {round}: {error}",
+                                scenario.name
+                            )
+                        });
+                        failures.push(Failure {
+                            server: kind.clone(),
+                            scenario: scenario.name,
+                            round,
+                            error,
+                        });
+                    }
+                }
+                bar.inc(1);
+            }
+        }
+    }
+    (samples, failures)
 }
 
-fn run_all(args: &RunArgs) -> std::io::Result<()> {
-    let kinds: Vec<String> = if args.servers.is_empty() {
-        servers::ALL.iter().map(|s| s.to_string()).collect()
-    } else {
-        args.servers.clone()
-    };
+/// Creates an output file now, so that a bad path fails before the run rather than after it.
+fn create(path: &Option<PathBuf>, what: &str) -> Result<Option<File>, String> {
+    path.as_ref()
+        .map(|p| File::create(p).map_err(|e| format!("--{what} {}: {e}", p.display())))
+        .transpose()
+}
+
+fn run_all(args: &RunArgs) -> Result<(), String> {
+    let mut kinds: Vec<String> = Vec::new();
+    for kind in &args.servers {
+        if !kinds.contains(kind) {
+            kinds.push(kind.clone());
+        }
+    }
+    if kinds.is_empty() {
+        kinds = servers::ALL.iter().map(|s| s.to_string()).collect();
+    }
+    let mut scenarios: Vec<&'static Scenario> = Vec::new();
+    for &s in &args.scenarios {
+        if !scenarios.iter().any(|x| std::ptr::eq(*x, &SCENARIOS[s])) {
+            scenarios.push(&SCENARIOS[s]);
+        }
+    }
+    if scenarios.is_empty() {
+        scenarios = SCENARIOS.iter().collect();
+    }
+    if args.duration.is_zero() {
+        return Err("--duration must be more than 0".to_string());
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pin = !args.no_pin && cores >= 2;
     if pin {
-        sys::pin_to_cpu(args.load_cpu)?;
+        for (flag, cpu) in [
+            ("--server-cpu", args.server_cpu),
+            ("--load-cpu", args.load_cpu),
+        ] {
+            if cpu >= cores {
+                return Err(format!(
+                    "{flag} {cpu}: this machine has {cores} CPUs (0 to {}); or use --no-pin",
+                    cores - 1
+                ));
+            }
+        }
     }
-    sys::raise_fd_limit()?;
-    let total = (args.rounds * kinds.len() * SCENARIOS.len()) as u64;
+    if let Some(plot) = &args.plot {
+        if plot.extension().is_none_or(|e| e != "svg") {
+            return Err(format!(
+                "--plot {}: draws SVG only, give a FILE.svg",
+                plot.display()
+            ));
+        }
+    }
+    let json_file = create(&args.json, "json")?;
+    let csv_file = create(&args.csv, "csv")?;
+    drop(create(&args.plot, "plot")?);
+    if pin {
+        sys::pin_to_cpu(args.load_cpu)
+            .map_err(|e| format!("pinning the load to CPU {}: {e}", args.load_cpu))?;
+    }
+    sys::raise_fd_limit().map_err(|e| format!("raising the fd limit: {e}"))?;
+
+    let total = (args.rounds * kinds.len() * scenarios.len()) as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template(
             "{bar:40} {pos}/{len} {msg} [{elapsed_precise} / ~{duration_precise}]",
         )
         .expect("a valid template"),
     );
-    // samples[scenario][server] = one Sample per round
-    let mut samples = vec![vec![Vec::<Sample>::new(); kinds.len()]; SCENARIOS.len()];
-    for _round in 0..args.rounds {
-        for (s, scenario) in SCENARIOS.iter().enumerate() {
-            for (k, kind) in kinds.iter().enumerate() {
-                bar.set_message(format!("{kind} {}", scenario.name));
-                samples[s][k].push(run_once(kind, scenario, args, pin)?);
-                bar.inc(1);
-            }
-        }
-    }
+    let (samples, failures) = collect(
+        args.rounds,
+        &scenarios,
+        &kinds,
+        &bar,
+        |kind, scenario, round| run_once(kind, scenario, args, pin, round),
+    );
     bar.finish_and_clear();
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    println!(
-        "netpoll-bench: echo on loopback, {} rounds x {:.1} s per run (medians), {cores} CPUs, Linux {}, {}",
-        args.rounds,
-        args.secs,
-        kernel.trim(),
-        if pin {
-            format!("servers on CPU {}, load on CPU {}", args.server_cpu, args.load_cpu)
-        } else {
-            "not pinned".to_string()
-        }
-    );
-    println!("netpoll = EventLoop with inline handlers on 1 poller; netpoll-pool = same with the handler pool");
-    println!("netpoll-net = thread per connection on blocking netpoll::net::TcpConn (parks on the pollers)");
     // Ratios are to netpoll when it ran, otherwise to the first server listed.
-    let baseline = kinds.iter().position(|k| k == "netpoll").unwrap_or(0);
-    println!("ratios (x req/s, x CPU/req) are to {}\n", kinds[baseline]);
-    println!(
-        "{:<22} {:<13} {:>10} {:>8} {:>8} {:>8} {:>9} {:>8} {:>6} {:>8} {:>9}",
-        "scenario",
-        "server",
-        "req/s",
-        "p50 us",
-        "p99 us",
-        "p999 us",
-        "CPU us/req",
-        "RSS MiB",
-        "errors",
-        "x req/s",
-        "x CPU/req"
-    );
-    for (s, scenario) in SCENARIOS.iter().enumerate() {
-        let base = &samples[s][baseline];
-        let base_rps = median(base.iter().map(|x| x.load.rps()).collect());
-        let base_cpu = median(base.iter().map(|x| x.cpu_us_per_req).collect());
-        for (k, kind) in kinds.iter().enumerate() {
-            let runs = &samples[s][k];
-            let rps = median(runs.iter().map(|x| x.load.rps()).collect());
-            let cpu = median(runs.iter().map(|x| x.cpu_us_per_req).collect());
-            let errors: u64 = runs
-                .iter()
-                .map(|x| x.load.errors + x.load.connect_failures)
-                .sum();
-            println!(
-                "{:<22} {:<13} {:>10.0} {:>8.0} {:>8.0} {:>8.0} {:>9.2} {:>8.1} {:>6} {:>8.2} {:>9.2}",
-                scenario.name,
-                kind,
-                rps,
-                median(runs.iter().map(|x| x.load.p50_us).collect()),
-                median(runs.iter().map(|x| x.load.p99_us).collect()),
-                median(runs.iter().map(|x| x.load.p999_us).collect()),
-                cpu,
-                median(runs.iter().map(|x| x.peak_rss_kib as f64).collect()) / 1024.0,
-                errors,
-                rps / base_rps,
-                cpu / base_cpu,
-            );
+    let baseline = if kinds.iter().any(|k| k == "netpoll") {
+        "netpoll".to_string()
+    } else {
+        kinds[0].clone()
+    };
+    let meta = Meta {
+        rounds: args.rounds,
+        duration: args.duration,
+        warmup: args.warmup,
+        cpus: cores,
+        kernel: kernel.trim().to_string(),
+        pinning: pin.then_some((args.server_cpu, args.load_cpu)),
+        baseline,
+    };
+    let names: Vec<(&'static str, &'static str)> =
+        scenarios.iter().map(|s| (s.name, s.id)).collect();
+    let report = Report::new(meta, &names, &kinds, &samples, failures);
+    print!("{}", report.text());
+    let write = |file: Option<File>, path: &Option<PathBuf>, text: String| -> Result<(), String> {
+        if let (Some(mut file), Some(path)) = (file, path) {
+            file.write_all(text.as_bytes())
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            eprintln!("wrote {}", path.display());
         }
+        Ok(())
+    };
+    write(json_file, &args.json, report.json())?;
+    write(csv_file, &args.csv, report.csv())?;
+    if let Some(path) = &args.plot {
+        plot::svg(&report, path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if !report.failures.is_empty() {
+        return Err(format!(
+            "{} of {total} runs failed (listed above)",
+            report.failures.len()
+        ));
     }
     Ok(())
 }
 
 /// Opens `conns` idle connections (spread over several 127.0.0.x source addresses) and reports
 /// the server's resident memory per connection.
-fn idle(kind: &str, conns: usize) -> std::io::Result<()> {
-    sys::raise_fd_limit()?;
+fn idle(kind: &str, conns: usize, timeout: Duration) -> Result<(), String> {
+    sys::raise_fd_limit().map_err(|e| format!("raising the fd limit: {e}"))?;
     let server = ServerProcess::start(kind, None)?;
     let pid = server.pid();
+    let addr = server.addr;
     // Let the server settle (threads started, first allocations done) before the baseline.
-    let warm = std::net::TcpStream::connect(server.addr)?;
+    let warm = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     drop(warm);
-    let before = sys::status_kib(pid, "VmRSS")?;
+    let rss =
+        || sys::status_kib(pid, "VmRSS").map_err(|e| format!("reading the server's RSS: {e}"));
+    let before = rss()?;
+    let bar = ProgressBar::new(conns as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}]")
+            .expect("a valid template"),
+    );
+    bar.set_message("connecting");
     let mut held = Vec::with_capacity(conns);
     for i in 0..conns {
         let source = SocketAddr::from(([127, 0, 0, 2 + (i / 20_000) as u8], 0));
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-        socket.bind(&source.into())?;
-        socket.connect(&server.addr.into())?;
-        held.push(socket);
+        let connect = || -> std::io::Result<socket2::Socket> {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            socket.bind(&source.into())?;
+            socket.connect(&addr.into())?;
+            Ok(socket)
+        };
+        match connect() {
+            Ok(socket) => held.push(socket),
+            Err(e) => {
+                bar.finish_and_clear();
+                return Err(format!(
+                    "connect {addr} from {}: {e} (after {i} of {conns} connections)",
+                    source.ip()
+                ));
+            }
+        }
+        bar.inc(1);
     }
     // Wait until the server has accepted them all: its fd count covers them.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() < conns
-        && std::time::Instant::now() < deadline
-    {
+    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    bar.set_message("waiting for the server to accept them");
+    bar.set_position((fds().min(conns)) as u64);
+    let deadline = Instant::now() + timeout;
+    while fds() < conns && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
+        bar.set_position((fds().min(conns)) as u64);
     }
-    if std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() < conns {
-        eprintln!("warning: the server had not accepted all {conns} connections after 30 s");
+    bar.finish_and_clear();
+    if fds() < conns {
+        eprintln!(
+            "warning: the server had not accepted all {conns} connections after {}",
+            report::show_duration(timeout)
+        );
     }
-    let after = sys::status_kib(pid, "VmRSS")?;
+    let after = rss()?;
     let per_conn = (after.saturating_sub(before)) as f64 * 1024.0 / conns as f64;
     println!(
         "idle {kind}: {conns} connections, server RSS {before} KiB -> {after} KiB, {per_conn:.0} bytes per connection"
     );
+    drop(held);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_run_keeps_the_other_samples() {
+        let kinds = vec!["a".to_string(), "b".to_string()];
+        let scenarios: Vec<&'static Scenario> = SCENARIOS[..2].iter().collect();
+        let bar = ProgressBar::hidden();
+        let (samples, failures) = collect(3, &scenarios, &kinds, &bar, |kind, scenario, round| {
+            if kind == "b" && scenario.id == "64b-x1000" && round == 2 {
+                Err("connect 127.0.0.1:9: Connection refused (os error 111)".to_string())
+            } else {
+                Ok(Sample {
+                    round,
+                    ..Sample::default()
+                })
+            }
+        });
+        assert_eq!(bar.position(), 12);
+        assert_eq!(samples[0][0].len(), 3);
+        assert_eq!(samples[0][1].len(), 3);
+        assert_eq!(samples[1][0].len(), 3);
+        let rounds: Vec<usize> = samples[1][1].iter().map(|s| s.round).collect();
+        assert_eq!(rounds, [1, 3]);
+        assert_eq!(failures.len(), 1);
+        let f = &failures[0];
+        assert_eq!(
+            (f.server.as_str(), f.scenario, f.round),
+            ("b", "64B x1000", 2)
+        );
+        assert!(f.error.contains("Connection refused"));
+    }
+
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }
