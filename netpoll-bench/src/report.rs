@@ -418,7 +418,7 @@ impl Report {
 
 /// `1s`, `500ms`, `1.5s`.
 pub fn show_duration(d: Duration) -> String {
-    if d.as_millis() < 1000 && d.subsec_nanos() % 1_000_000 == 0 {
+    if d.as_millis() < 1000 && d.subsec_nanos().is_multiple_of(1_000_000) {
         format!("{} ms", d.as_millis())
     } else {
         format!("{} s", d.as_secs_f64())
