@@ -195,15 +195,10 @@ impl Dialer {
         let local = conn.socket().local_addr()?;
         inner.set_local_addr(Addr::from_sockaddr(&local));
         inner.finish_dial();
-        // A peer that sent and hung up at once makes the connect's edge carry a hang-up, and
-        // the poller detaches such registrations: then attach afresh (level-triggered input
-        // reports the data and the hang-up again) instead of modifying.
-        let event = if conn.is_registered() {
-            PollEvent::ModReadable
-        } else {
-            PollEvent::Readable
-        };
-        conn.register(event)
+        // The registration is persistent, so even a connect edge that carried a hang-up (the
+        // peer wrote and closed at once) left it attached: level-triggered input then reports
+        // the data and the end of input again.
+        conn.register(PollEvent::ModReadable)
     }
 }
 

@@ -235,8 +235,34 @@ impl<C: Send + Sync + 'static> EventLoopBuilder<C> {
     }
 
     /// Runs handlers on the poller threads themselves: the fastest path, for handlers that
-    /// never block. In this mode a read that lacks data fails with `WouldBlock` instead of
-    /// waiting (the poller that would bring the data is the thread running the handler).
+    /// never block. The poller that would bring more data is the thread running the handler,
+    /// so nothing waits; instead `WouldBlock` means "call me again when it can progress":
+    ///
+    /// - a read that lacks data (`next(n)`, `until`, ...) fails with `WouldBlock`; returning
+    ///   that error (`?`) keeps the connection open, and the handler is called again when more
+    ///   input arrived (a frame larger than the input cap still arrives);
+    /// - a write that starts while queued output is at the output cap fails with `WouldBlock`
+    ///   (one that starts under the cap is taken whole); the handler is then not called, and
+    ///   the connection's input is paused, until the poller has sent the queue below the cap —
+    ///   backpressure, not a reset;
+    /// - `flush` never waits: what the socket does not take at once the poller sends later.
+    ///
+    /// Input a handler consumed before a write failed is its own to keep: a handler that
+    /// writes several replies per call should peek, write, then skip.
+    ///
+    /// ```no_run
+    /// # use netpoll::EventLoop;
+    /// let server = EventLoop::builder()
+    ///     .inline_handlers()
+    ///     .on_request(|_, conn| {
+    ///         let line = conn.reader().until(b'\n')?; // WouldBlock until the line is complete
+    ///         let mut writer = conn.writer();
+    ///         writer.write_direct(line)?;
+    ///         writer.flush()
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn inline_handlers(mut self) -> Self {
         self.options.executor = Executor::Inline;
         self

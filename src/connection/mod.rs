@@ -237,11 +237,6 @@ impl Connection {
         Ok(())
     }
 
-    /// True while attached to its poller.
-    pub(crate) fn is_registered(&self) -> bool {
-        self.inner.registration.is_attached()
-    }
-
     /// Reads from the input buffer; the returned guard's calls wait for data.
     /// Readers are serialised: a second reader waits for the first guard to drop.
     pub fn reader(&self) -> ConnReader<'_> {
