@@ -605,3 +605,48 @@ fn a_closed_fd_number_reused_at_once_gets_no_stale_wake() {
         assert!(net::is_timeout(&c.read(&mut [0u8; 4]).unwrap_err()));
     }
 }
+
+#[test]
+fn an_accept_loop_survives_peers_that_reset_before_being_accepted() {
+    // Regression (issue 4): accept asked the kernel for the peer address again, which a reset
+    // connection no longer has (ENOTCONN), and the obvious accept loop died on it.
+    let listener = Arc::new(net::listen_tcp("tcp", "127.0.0.1:0").unwrap());
+    let addr = listener.local_addr();
+    let server = {
+        let listener = listener.clone();
+        thread::spawn(move || -> std::io::Result<usize> {
+            let mut served = 0;
+            loop {
+                let (conn, peer) = match listener.accept() {
+                    Ok(accepted) => accepted,
+                    Err(e) if net::is_closed(&e) => return Ok(served),
+                    Err(e) => return Err(e),
+                };
+                assert_eq!(conn.peer_addr(), peer);
+                served += 1;
+                // Echo one message if there is one; a reset peer fails the read at once.
+                conn.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
+                let mut buf = [0u8; 5];
+                if (&conn).read_exact(&mut buf).is_ok() {
+                    conn.write(&buf).unwrap();
+                }
+            }
+        })
+    };
+    for _ in 0..1000 {
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        socket2::SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(client); // RST, usually before the server got to accept it
+    }
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(LIMIT)).unwrap();
+    std::io::Write::write_all(&mut client, b"hello").unwrap();
+    let mut buf = [0u8; 5];
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello");
+    listener.close().unwrap();
+    let served = server.join().unwrap().expect("the accept loop died");
+    assert_eq!(served, 1001);
+}

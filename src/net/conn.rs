@@ -303,6 +303,18 @@ impl TcpConn {
         TcpConn::from_fd(NetFd::new(socket, poller)?)
     }
 
+    /// An accepted connection, with the addresses `accept4` and the listener gave (a peer that
+    /// reset while queued has no address left for `getpeername`).
+    pub(crate) fn accepted(
+        socket: Socket,
+        poller: Arc<Poller>,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> io::Result<TcpConn> {
+        let fd = NetFd::new(socket, poller)?;
+        Ok(TcpConn { fd, local, peer })
+    }
+
     pub(crate) fn from_fd(fd: NetFd) -> io::Result<TcpConn> {
         let (local, peer) =
             fd.with_socket(|s| Ok((inet(s.local_addr()?)?, inet(s.peer_addr()?)?)))?;
@@ -383,6 +395,17 @@ stream_connection!(UnixConn);
 impl UnixConn {
     pub(crate) fn new(socket: Socket, poller: Arc<Poller>) -> io::Result<UnixConn> {
         UnixConn::from_fd(NetFd::new(socket, poller)?)
+    }
+
+    /// An accepted connection, with the addresses `accept4` and the listener gave.
+    pub(crate) fn accepted(
+        socket: Socket,
+        poller: Arc<Poller>,
+        local: Addr,
+        peer: Addr,
+    ) -> io::Result<UnixConn> {
+        let fd = NetFd::new(socket, poller)?;
+        Ok(UnixConn { fd, local, peer })
     }
 
     pub(crate) fn from_fd(fd: NetFd) -> io::Result<UnixConn> {

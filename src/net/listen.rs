@@ -260,15 +260,18 @@ impl TcpListener {
     /// Waits for a connection. Accepted connections have `TCP_NODELAY` and the config's
     /// keepalive, and are spread over the pollers. `close` from another thread makes a pending
     /// accept fail with the closed error.
+    ///
+    /// A connection the peer reset while it waited in the backlog is still returned (as Go
+    /// does): its address is the one `accept4` reported, and its reads fail with the reset.
     pub fn accept(&self) -> io::Result<(TcpConn, SocketAddr)> {
-        let (socket, _) = self.fd.accept()?;
-        self.finish_accept(socket)
+        let (socket, peer) = self.fd.accept()?;
+        self.finish_accept(socket, &peer)
     }
 
     /// The async [`accept`](Self::accept).
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpConn, SocketAddr)>> {
-        let (socket, _) = std::task::ready!(self.fd.poll_accept(cx))?;
-        Poll::Ready(self.finish_accept(socket))
+        let (socket, peer) = std::task::ready!(self.fd.poll_accept(cx))?;
+        Poll::Ready(self.finish_accept(socket, &peer))
     }
 
     /// `accept` as a future, for any executor.
@@ -276,12 +279,20 @@ impl TcpListener {
         poll_fn(|cx| self.poll_accept(cx)).await
     }
 
-    fn finish_accept(&self, socket: Socket) -> io::Result<(TcpConn, SocketAddr)> {
-        socket.set_tcp_nodelay(true)?;
-        apply_keepalive(&socket, self.keepalive)?;
-        let peer = inet(socket.peer_addr()?)?;
+    fn finish_accept(&self, socket: Socket, peer: &SockAddr) -> io::Result<(TcpConn, SocketAddr)> {
+        // Option errors are ignored, as Go ignores them: a connection already reset by its peer
+        // may refuse them, and it is still the caller's to read (and see the reset).
+        let _ = socket.set_tcp_nodelay(true);
+        let _ = apply_keepalive(&socket, self.keepalive);
+        // The address accept4 reported: a reset connection has no peer any more (ENOTCONN).
+        let peer = inet(peer.clone())?;
+        let local = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(self.local);
         let poller = poller_for(self.manager.as_ref(), Some(&peer))?;
-        Ok((TcpConn::new(socket, poller)?, peer))
+        Ok((TcpConn::accepted(socket, poller, local, peer)?, peer))
     }
 
     /// The address it listens on (with the real port when bound to port 0).
@@ -344,7 +355,15 @@ impl UnixListener {
 
     fn finish_accept(&self, socket: Socket, peer: &SockAddr) -> io::Result<(UnixConn, Addr)> {
         let poller = poller_for(self.manager.as_ref(), None)?;
-        Ok((UnixConn::new(socket, poller)?, Addr::from_sockaddr(peer)))
+        let peer = Addr::from_sockaddr(peer);
+        let local = socket
+            .local_addr()
+            .map(|a| Addr::from_sockaddr(&a))
+            .unwrap_or_else(|_| Addr::Unix(Some(self.path().to_path_buf())));
+        Ok((
+            UnixConn::accepted(socket, poller, local, peer.clone())?,
+            peer,
+        ))
     }
 
     /// The path it listens on.
