@@ -650,3 +650,33 @@ fn an_accept_loop_survives_peers_that_reset_before_being_accepted() {
     let served = server.join().unwrap().expect("the accept loop died");
     assert_eq!(served, 1001);
 }
+
+#[test]
+fn an_error_that_cuts_a_write_short_is_reported_by_the_next_call() {
+    // Regression (issue 10): the error that stopped a partial write was dropped, so the next
+    // call saw the aftermath (EPIPE) instead of the cause (ECONNRESET).
+    let (client, server) = tcp_pair();
+    let client = Arc::new(client);
+    let writer = {
+        let client = client.clone();
+        thread::spawn(move || {
+            let big = vec![7u8; 64 * 1024 * 1024];
+            let first = client.write(&big);
+            let second = client.write(b"more");
+            (first.map(|n| n < big.len()), second)
+        })
+    };
+    // Once a byte arrived the write is under way; a reset now cuts it short.
+    server.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
+    let mut byte = [0u8; 1];
+    (&server).read_exact(&mut byte).unwrap();
+    server.set_linger(Some(Duration::ZERO)).unwrap();
+    server.close().unwrap();
+    let (first, second) = bounded(move || writer.join().unwrap());
+    assert!(first.unwrap(), "the first write returns its short count");
+    let err = second.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    // Reported once; after that the socket's own state speaks (EPIPE).
+    let err = client.write(b"again").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe, "{err}");
+}
