@@ -680,3 +680,42 @@ fn an_error_that_cuts_a_write_short_is_reported_by_the_next_call() {
     let err = client.write(b"again").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BrokenPipe, "{err}");
 }
+
+#[test]
+fn an_old_unix_listener_leaves_a_newer_listeners_file_alone() {
+    // Regression (issue 6): the socket file was removed on close and again on drop, by path,
+    // so dropping an old listener deleted the file of a newer one on the same path.
+    let dir = std::env::temp_dir().join(format!("netpoll-unlink-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("reused.sock");
+    let _ = std::fs::remove_file(&path);
+
+    let old = net::listen_unix(&path).unwrap();
+    old.close().unwrap();
+    assert!(!path.exists(), "close removes its own file");
+    let new = net::listen_unix(&path).unwrap();
+    drop(old);
+    assert!(
+        path.exists(),
+        "dropping the old listener removed the new one's file"
+    );
+    let client = net::dial_unix(&path).unwrap();
+    let (server, _) = new.accept().unwrap();
+    client.write(b"x").unwrap();
+    server.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
+    (&server).read_exact(&mut [0u8; 1]).unwrap();
+
+    // A file that replaced ours (someone removed it and bound again) is not ours to remove.
+    std::fs::remove_file(&path).unwrap();
+    let replacement = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    drop(new);
+    assert!(path.exists(), "dropping removed a file it did not create");
+    drop(replacement);
+    std::fs::remove_file(&path).unwrap();
+
+    // Dropping without close removes its own file.
+    let dropped = net::listen_unix(&path).unwrap();
+    drop(dropped);
+    assert!(!path.exists());
+    let _ = std::fs::remove_dir(&dir);
+}

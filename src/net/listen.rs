@@ -150,7 +150,9 @@ impl ListenConfig {
     }
 
     /// Listens on a Unix-socket path. The socket file is removed when the listener is closed or
-    /// dropped (as Go does); an existing file makes it fail with `AddrInUse`.
+    /// dropped, whichever comes first, and only if the path still names the socket this listener
+    /// bound (same device and inode): a newer listener on the same path keeps its file. An
+    /// existing file makes it fail with `AddrInUse`.
     pub fn listen_unix(&self, path: impl AsRef<Path>) -> io::Result<UnixListener> {
         let path = path.as_ref();
         self.bind_unix(path)
@@ -163,7 +165,7 @@ impl ListenConfig {
             control(&socket)?;
         }
         socket.bind(&SockAddr::unix(path)?)?;
-        let unlink = UnlinkOnDrop(path.to_path_buf());
+        let unlink = SocketFile::bound(path);
         socket.listen(self.backlog())?;
         let poller = poller_for(self.manager.as_ref(), None)?;
         Ok(UnixListener {
@@ -320,18 +322,48 @@ impl fmt::Debug for TcpListener {
     }
 }
 
-struct UnlinkOnDrop(PathBuf);
+/// The socket file a Unix listener created: removed once, on close or drop, and only if the
+/// path still names that file (another listener may have bound the path since).
+struct SocketFile {
+    path: PathBuf,
+    /// Device and inode of the file at bind; taken by the one unlink.
+    id: std::sync::Mutex<Option<(u64, u64)>>,
+}
 
-impl Drop for UnlinkOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+impl SocketFile {
+    fn bound(path: &Path) -> SocketFile {
+        SocketFile {
+            path: path.to_path_buf(),
+            id: std::sync::Mutex::new(file_id(path)),
+        }
     }
+
+    fn unlink(&self) {
+        let id = self.id.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if id.is_some() && file_id(&self.path) == id {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        self.unlink();
+    }
+}
+
+/// (device, inode) of the file at `path` itself (not a symlink's target).
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// A Unix-socket listener of the Go-net face (Go's `*net.UnixListener`).
 pub struct UnixListener {
     fd: NetFd,
-    path: UnlinkOnDrop,
+    path: SocketFile,
     manager: Option<Arc<PollManager>>,
 }
 
@@ -368,14 +400,14 @@ impl UnixListener {
 
     /// The path it listens on.
     pub fn path(&self) -> &Path {
-        &self.path.0
+        &self.path.path
     }
 
     /// Stops listening and removes the socket file; a pending accept fails with the closed
     /// error.
     pub fn close(&self) -> io::Result<()> {
         self.fd.close()?;
-        let _ = std::fs::remove_file(&self.path.0);
+        self.path.unlink();
         Ok(())
     }
 
@@ -388,7 +420,7 @@ impl UnixListener {
 impl fmt::Debug for UnixListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UnixListener")
-            .field("path", &self.path.0)
+            .field("path", &self.path.path)
             .field("closed", &self.fd.is_closed())
             .finish()
     }
