@@ -16,12 +16,15 @@
 //!
 //! Events: `IN | RDHUP | HUP | ERR` wake the reader, `OUT | HUP | ERR` the writer.
 //!
-//! Deadline timers are poller timers, which cannot be cancelled. A timer never acts on a
-//! deadline other than the current one: when it fires it compares the *current* deadline with
-//! the clock (which subsumes Go's `rseq`/`wseq` check), expires it if it has passed and re-arms
-//! itself if the deadline moved later. A direction has at most one armed timer at or before its
-//! deadline, so a caller who pushes the deadline forward before every read (the usual idle
-//! timeout pattern) costs one timer per deadline period, not one per read.
+//! Deadlines (`Timing`): whether a deadline has passed is decided *and* published in the info
+//! word under the deadlines lock, so a decision can never mark a deadline set after it as
+//! expired (loom model in `loom_tests`); only the wake happens after the lock. A direction keeps
+//! at most one poller timer, at or before its deadline, and a firing timer compares the
+//! *current* deadline with the clock (which subsumes Go's `rseq`/`wseq` check), expires it if it
+//! has passed and re-arms itself if the deadline moved later; so a caller who pushes the
+//! deadline forward before every read (the usual idle timeout pattern) costs one timer per
+//! deadline period, not one per read. A deadline moved earlier, cleared, or passed cancels the
+//! old timer, and close cancels both, so a closed descriptor holds no timer.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -107,12 +110,7 @@ impl Timing {
         let mut deadlines = lock(&self.deadlines);
         let deadline = deadlines.get(mode);
         deadline.at = at;
-        let expired = self.settle(mode, deadline, now, timers)?;
-        drop(deadlines);
-        if expired {
-            self.info.fetch_or(mode.expired_bit(), Ordering::SeqCst);
-        }
-        Ok(expired)
+        self.settle(mode, deadline, now, timers)
     }
 
     /// The timer armed for `fired_at` fired. True when the waiter must be woken.
@@ -126,12 +124,7 @@ impl Timing {
             deadline.timer = None;
         }
         // Arming fails only if the poller is closing, and then nothing waits on its events.
-        let expired = self.settle(mode, deadline, now, timers).unwrap_or(false);
-        drop(deadlines);
-        if expired {
-            self.info.fetch_or(mode.expired_bit(), Ordering::SeqCst);
-        }
-        expired
+        self.settle(mode, deadline, now, timers).unwrap_or(false)
     }
 
     /// Under the deadlines lock: publishes whether the deadline in force has passed and keeps
@@ -145,6 +138,9 @@ impl Timing {
     ) -> io::Result<bool> {
         match deadline.at {
             Some(at) if at <= now => {
+                // Published here, under the lock (issue 9): after the lock is dropped a newer
+                // deadline may already be in force, and marking it expired would be wrong.
+                self.info.fetch_or(mode.expired_bit(), Ordering::SeqCst);
                 if let Some((_, key)) = deadline.timer.take() {
                     timers.disarm(key);
                 }
@@ -350,4 +346,93 @@ fn wake(waiter: Option<Waiter>) {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! `RUSTFLAGS="--cfg loom" cargo test --release --lib net::desc::loom_tests`
+    use super::*;
+    use loom::sync::Arc;
+    use std::time::Duration;
+
+    /// Timers that only count: arming hands out fresh keys.
+    #[derive(Default)]
+    struct FakeTimers {
+        next: loom::sync::atomic::AtomicU64,
+    }
+
+    impl Timers for FakeTimers {
+        fn arm(&self, _: Mode, _: Instant) -> io::Result<TimerKey> {
+            Ok(TimerKey::fake(self.next.fetch_add(1, Ordering::SeqCst)))
+        }
+        fn disarm(&self, _: TimerKey) {}
+    }
+
+    /// The info word agrees with the deadline in force: expired iff it is at or before `now`.
+    fn consistent(timing: &Timing, now: Instant) {
+        let at = lock(&timing.deadlines).read.at;
+        let expired = timing.info.load(Ordering::SeqCst) & READ_EXPIRED != 0;
+        assert_eq!(expired, at.is_some_and(|at| at <= now), "deadline {at:?}");
+    }
+
+    /// A timer firing for a passed deadline while another thread pushes the deadline an hour
+    /// later (issue 9): whichever runs last, a later deadline is never left marked expired.
+    #[test]
+    fn a_firing_timer_never_expires_a_deadline_pushed_later() {
+        loom::model(|| {
+            let base = Instant::now();
+            let now = base + Duration::from_secs(1);
+            let timing = Arc::new(Timing::default());
+            {
+                let mut deadlines = lock(&timing.deadlines);
+                deadlines.read.at = Some(base);
+                deadlines.read.timer = Some((base, TimerKey::fake(u64::MAX)));
+            }
+            let timers = Arc::new(FakeTimers::default());
+            let fired = {
+                let (timing, timers) = (timing.clone(), timers.clone());
+                loom::thread::spawn(move || {
+                    timing.fired(Mode::Read, base, now, &*timers);
+                })
+            };
+            timing
+                .set(
+                    Mode::Read,
+                    Some(base + Duration::from_secs(3600)),
+                    now,
+                    &*timers,
+                )
+                .unwrap();
+            fired.join().unwrap();
+            consistent(&timing, now);
+        });
+    }
+
+    /// A past deadline and a future one set by two threads: the info word ends up agreeing
+    /// with whichever was set last.
+    #[test]
+    fn racing_deadline_changes_leave_the_last_ones_verdict() {
+        loom::model(|| {
+            let base = Instant::now();
+            let now = base + Duration::from_secs(1);
+            let timing = Arc::new(Timing::default());
+            let timers = Arc::new(FakeTimers::default());
+            let past = {
+                let (timing, timers) = (timing.clone(), timers.clone());
+                loom::thread::spawn(move || {
+                    timing.set(Mode::Read, Some(base), now, &*timers).unwrap();
+                })
+            };
+            timing
+                .set(
+                    Mode::Read,
+                    Some(base + Duration::from_secs(3600)),
+                    now,
+                    &*timers,
+                )
+                .unwrap();
+            past.join().unwrap();
+            consistent(&timing, now);
+        });
+    }
 }

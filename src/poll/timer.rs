@@ -18,6 +18,14 @@ pub(crate) type TimerTask = Box<dyn FnOnce() + Send>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerKey(u64);
 
+impl TimerKey {
+    /// A key no poller issued, for models that fake the timers.
+    #[cfg(all(test, loom))]
+    pub(crate) fn fake(id: u64) -> TimerKey {
+        TimerKey(id)
+    }
+}
+
 /// Below this many heap entries the dead ones are not worth a rebuild.
 const COMPACT_MIN: usize = 64;
 
