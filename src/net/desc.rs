@@ -279,6 +279,33 @@ impl PollDesc {
         }
     }
 
+    /// Waits until `until` whatever the readiness (an accept backing off after `EMFILE`); ends
+    /// early with the closed error at close, or the timeout error at the deadline of `mode`.
+    pub(crate) fn sleep_until(self: &Arc<Self>, mode: Mode, until: Instant) -> io::Result<()> {
+        self.check(mode)?;
+        let desc = Arc::downgrade(self);
+        let key = self.poller.schedule(until, move || {
+            if let Some(desc) = desc.upgrade() {
+                wake(desc.slot(mode).unblock(false));
+            }
+        })?;
+        // The timer fires only once `until` has passed, so a wake lost before the wait is
+        // published is caught by the clock check after it.
+        let due = || Instant::now() >= until;
+        let result = loop {
+            if let Err(e) = self.check(mode) {
+                break Err(e);
+            }
+            if due() {
+                break Ok(());
+            }
+            // Readiness consumed here is not lost: the caller's syscall runs until EAGAIN.
+            self.slot(mode).wait(|| self.interrupted(mode) || due());
+        };
+        self.poller.cancel(key);
+        result
+    }
+
     /// Sets the deadline of `mode`; see the module doc. `None` clears it.
     pub(crate) fn set_deadline(
         self: &Arc<Self>,

@@ -156,6 +156,13 @@ impl NetFd {
         }
     }
 
+    /// Sleeps until `until` (an accept loop backing off); close ends it with the closed error.
+    pub(crate) fn accept_backoff(&self, until: Instant) -> io::Result<()> {
+        let _serial = lock(&self.read_lock);
+        let _guard = self.guard()?;
+        self.desc.sleep_until(Mode::Read, until)
+    }
+
     pub(crate) fn poll_read(
         &self,
         cx: &mut Context<'_>,

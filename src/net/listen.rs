@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket};
 
@@ -297,6 +298,28 @@ impl TcpListener {
         Ok((TcpConn::accepted(socket, poller, local, peer)?, peer))
     }
 
+    /// An iterator over accepted connections, the accept loop of Go's `http.Server`: it rides
+    /// out running short of resources (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) by backing off
+    /// (5 ms, doubling up to 1 s, reset by the next success) instead of yielding the error, and
+    /// resumes once descriptors free up. The back-off waits on the listener's poll descriptor,
+    /// so a [`close`](Self::close) from another thread ends it at once: the iterator then yields
+    /// the closed error once and ends. Other errors (a deadline) are yielded as they come, as
+    /// std's `incoming` does.
+    ///
+    /// ```no_run
+    /// # fn main() -> std::io::Result<()> {
+    /// let listener = netpoll::net::listen_tcp("tcp", "127.0.0.1:8080")?;
+    /// for conn in listener.incoming() {
+    ///     let conn = conn?; // only the closed error (or a deadline) gets here
+    ///     std::thread::spawn(move || { let _ = std::io::copy(&mut &conn, &mut &conn); });
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn incoming(&self) -> Incoming<'_, TcpListener> {
+        Incoming::new(self)
+    }
+
     /// The address it listens on (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
@@ -398,6 +421,12 @@ impl UnixListener {
         ))
     }
 
+    /// An iterator over accepted connections that backs off on `EMFILE` and its kin instead of
+    /// yielding them; see [`TcpListener::incoming`].
+    pub fn incoming(&self) -> Incoming<'_, UnixListener> {
+        Incoming::new(self)
+    }
+
     /// The path it listens on.
     pub fn path(&self) -> &Path {
         &self.path.path
@@ -422,6 +451,96 @@ impl fmt::Debug for UnixListener {
         f.debug_struct("UnixListener")
             .field("path", &self.path.path)
             .field("closed", &self.fd.is_closed())
+            .finish()
+    }
+}
+
+/// The first back-off after a resource error, and the cap (Go's `http.Server.Serve`).
+const BACKOFF_FIRST: Duration = Duration::from_millis(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Errors that mean "out of a resource for now": wait and accept again.
+fn is_resource_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// The accept loop of a listener: see [`TcpListener::incoming`]. Yields `io::Result<TcpConn>`
+/// for a `TcpListener` and `io::Result<UnixConn>` for a `UnixListener`.
+pub struct Incoming<'a, L> {
+    listener: &'a L,
+    backoff: Option<Duration>,
+    done: bool,
+}
+
+impl<'a, L> Incoming<'a, L> {
+    fn new(listener: &'a L) -> Self {
+        Incoming {
+            listener,
+            backoff: None,
+            done: false,
+        }
+    }
+
+    fn next_with<T>(
+        &mut self,
+        fd: &NetFd,
+        mut accept: impl FnMut() -> io::Result<T>,
+    ) -> Option<io::Result<T>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let error = match accept() {
+                Ok(conn) => {
+                    self.backoff = None;
+                    return Some(Ok(conn));
+                }
+                Err(e) if is_resource_shortage(&e) => {
+                    let delay = self
+                        .backoff
+                        .map_or(BACKOFF_FIRST, |d| (d * 2).min(BACKOFF_MAX));
+                    self.backoff = Some(delay);
+                    match fd.accept_backoff(Instant::now() + delay) {
+                        Ok(()) => continue,
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+            if super::error::is_closed(&error) {
+                self.done = true;
+            }
+            return Some(Err(error));
+        }
+    }
+}
+
+impl Iterator for Incoming<'_, TcpListener> {
+    type Item = io::Result<TcpConn>;
+
+    fn next(&mut self) -> Option<io::Result<TcpConn>> {
+        let listener = self.listener;
+        self.next_with(&listener.fd, || listener.accept().map(|(conn, _)| conn))
+    }
+}
+
+impl Iterator for Incoming<'_, UnixListener> {
+    type Item = io::Result<UnixConn>;
+
+    fn next(&mut self) -> Option<io::Result<UnixConn>> {
+        let listener = self.listener;
+        self.next_with(&listener.fd, || listener.accept().map(|(conn, _)| conn))
+    }
+}
+
+impl<L> fmt::Debug for Incoming<'_, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming")
+            .field("backoff", &self.backoff)
+            .field("done", &self.done)
             .finish()
     }
 }
