@@ -719,3 +719,29 @@ fn an_old_unix_listener_leaves_a_newer_listeners_file_alone() {
     assert!(!path.exists());
     let _ = std::fs::remove_dir(&dir);
 }
+
+#[test]
+fn unix_incoming_serves_then_ends_with_the_closed_error_at_close() {
+    let dir = std::env::temp_dir().join(format!("netpoll-incoming-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("incoming.sock");
+    let _ = std::fs::remove_file(&path);
+    let listener = Arc::new(net::listen_unix(&path).unwrap());
+    let server = {
+        let listener = listener.clone();
+        thread::spawn(move || {
+            let mut incoming = listener.incoming();
+            let conn = incoming.next().unwrap().unwrap();
+            conn.write(b"hi").unwrap();
+            let end = incoming.next().unwrap().unwrap_err();
+            (net::is_closed(&end), incoming.next().is_none())
+        })
+    };
+    let client = net::dial_unix(&path).unwrap();
+    client.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
+    let mut buf = [0u8; 2];
+    (&client).read_exact(&mut buf).unwrap();
+    listener.close().unwrap();
+    assert_eq!(bounded(move || server.join().unwrap()), (true, true));
+    let _ = std::fs::remove_dir_all(&dir);
+}
