@@ -695,4 +695,47 @@ mod tokio_traits {
             })
         });
     }
+
+    #[test]
+    fn close_from_another_thread_wakes_a_pending_tokio_read_on_a_shared_conn() {
+        // Regression (issue 11): tokio's traits existed only for the owned connection, so no
+        // other thread could hold the connection to close it during a tokio read (Go's
+        // CloseTimeout case). Now `&TcpConn` and `&UnixConn` implement them too.
+        let (client, _server) = tcp_pair();
+        let client = std::sync::Arc::new(client);
+        let (parked_tx, parked_rx) = std::sync::mpsc::channel();
+        let reader = {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                let mut shared: &net::TcpConn = &client;
+                let mut buf = [0u8; 4];
+                let (read, parked) =
+                    super::signal_pending(AsyncReadExt::read(&mut shared, &mut buf));
+                parked_tx.send(parked).unwrap();
+                runtime.block_on(read)
+            })
+        };
+        let parked = parked_rx.recv_timeout(LIMIT).unwrap();
+        parked.recv_timeout(LIMIT).expect("the read never parked");
+        client.close().unwrap();
+        let err = bounded(move || reader.join().unwrap()).unwrap_err();
+        assert!(net::is_closed(&err), "{err}");
+
+        // The write side, and Unix connections, through shared references too.
+        let (a, b) = UnixConn::pair().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (mut a, mut b) = (&a, &b);
+            a.write_all(b"shared").await.unwrap();
+            a.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"shared");
+        });
+    }
 }

@@ -605,3 +605,143 @@ fn a_closed_fd_number_reused_at_once_gets_no_stale_wake() {
         assert!(net::is_timeout(&c.read(&mut [0u8; 4]).unwrap_err()));
     }
 }
+
+#[test]
+fn an_accept_loop_survives_peers_that_reset_before_being_accepted() {
+    // Regression (issue 4): accept asked the kernel for the peer address again, which a reset
+    // connection no longer has (ENOTCONN), and the obvious accept loop died on it.
+    let listener = Arc::new(net::listen_tcp("tcp", "127.0.0.1:0").unwrap());
+    let addr = listener.local_addr();
+    let server = {
+        let listener = listener.clone();
+        thread::spawn(move || -> std::io::Result<usize> {
+            let mut served = 0;
+            loop {
+                let (conn, peer) = match listener.accept() {
+                    Ok(accepted) => accepted,
+                    Err(e) if net::is_closed(&e) => return Ok(served),
+                    Err(e) => return Err(e),
+                };
+                assert_eq!(conn.peer_addr(), peer);
+                served += 1;
+                // Echo one message if there is one; a reset peer fails the read at once.
+                conn.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
+                let mut buf = [0u8; 5];
+                if (&conn).read_exact(&mut buf).is_ok() {
+                    conn.write(&buf).unwrap();
+                }
+            }
+        })
+    };
+    for _ in 0..1000 {
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        socket2::SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(client); // RST, usually before the server got to accept it
+    }
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(LIMIT)).unwrap();
+    std::io::Write::write_all(&mut client, b"hello").unwrap();
+    let mut buf = [0u8; 5];
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello");
+    listener.close().unwrap();
+    let served = server.join().unwrap().expect("the accept loop died");
+    assert_eq!(served, 1001);
+}
+
+#[test]
+fn an_error_that_cuts_a_write_short_is_reported_by_the_next_call() {
+    // Regression (issue 10): the error that stopped a partial write was dropped, so the next
+    // call saw the aftermath (EPIPE) instead of the cause (ECONNRESET).
+    let (client, server) = tcp_pair();
+    let client = Arc::new(client);
+    let writer = {
+        let client = client.clone();
+        thread::spawn(move || {
+            let big = vec![7u8; 64 * 1024 * 1024];
+            let first = client.write(&big);
+            let second = client.write(b"more");
+            (first.map(|n| n < big.len()), second)
+        })
+    };
+    // Once a byte arrived the write is under way; a reset now cuts it short.
+    server.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
+    let mut byte = [0u8; 1];
+    (&server).read_exact(&mut byte).unwrap();
+    server.set_linger(Some(Duration::ZERO)).unwrap();
+    server.close().unwrap();
+    let (first, second) = bounded(move || writer.join().unwrap());
+    assert!(first.unwrap(), "the first write returns its short count");
+    let err = second.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    // Reported once; after that the socket's own state speaks (EPIPE).
+    let err = client.write(b"again").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe, "{err}");
+}
+
+#[test]
+fn an_old_unix_listener_leaves_a_newer_listeners_file_alone() {
+    // Regression (issue 6): the socket file was removed on close and again on drop, by path,
+    // so dropping an old listener deleted the file of a newer one on the same path.
+    let dir = std::env::temp_dir().join(format!("netpoll-unlink-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("reused.sock");
+    let _ = std::fs::remove_file(&path);
+
+    let old = net::listen_unix(&path).unwrap();
+    old.close().unwrap();
+    assert!(!path.exists(), "close removes its own file");
+    let new = net::listen_unix(&path).unwrap();
+    drop(old);
+    assert!(
+        path.exists(),
+        "dropping the old listener removed the new one's file"
+    );
+    let client = net::dial_unix(&path).unwrap();
+    let (server, _) = new.accept().unwrap();
+    client.write(b"x").unwrap();
+    server.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
+    (&server).read_exact(&mut [0u8; 1]).unwrap();
+
+    // A file that replaced ours (someone removed it and bound again) is not ours to remove.
+    std::fs::remove_file(&path).unwrap();
+    let replacement = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    drop(new);
+    assert!(path.exists(), "dropping removed a file it did not create");
+    drop(replacement);
+    std::fs::remove_file(&path).unwrap();
+
+    // Dropping without close removes its own file.
+    let dropped = net::listen_unix(&path).unwrap();
+    drop(dropped);
+    assert!(!path.exists());
+    let _ = std::fs::remove_dir(&dir);
+}
+
+#[test]
+fn unix_incoming_serves_then_ends_with_the_closed_error_at_close() {
+    let dir = std::env::temp_dir().join(format!("netpoll-incoming-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("incoming.sock");
+    let _ = std::fs::remove_file(&path);
+    let listener = Arc::new(net::listen_unix(&path).unwrap());
+    let server = {
+        let listener = listener.clone();
+        thread::spawn(move || {
+            let mut incoming = listener.incoming();
+            let conn = incoming.next().unwrap().unwrap();
+            conn.write(b"hi").unwrap();
+            let end = incoming.next().unwrap().unwrap_err();
+            (net::is_closed(&end), incoming.next().is_none())
+        })
+    };
+    let client = net::dial_unix(&path).unwrap();
+    client.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
+    let mut buf = [0u8; 2];
+    (&client).read_exact(&mut buf).unwrap();
+    listener.close().unwrap();
+    assert_eq!(bounded(move || server.join().unwrap()), (true, true));
+    let _ = std::fs::remove_dir_all(&dir);
+}

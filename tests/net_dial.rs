@@ -893,3 +893,23 @@ fn dialed_connections_have_nodelay_and_go_keepalive_by_default() {
         (custom.idle, custom.interval, custom.count)
     );
 }
+
+#[test]
+fn a_zero_timeout_means_no_timeout() {
+    // Regression (issue 8): a zero timeout made the deadline "now" and every dial failed at
+    // once with "i/o timeout"; in Go zero means no timeout.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let conn = Dialer::new()
+        .timeout(Duration::ZERO)
+        .dial_tcp("tcp", &addr)
+        .unwrap();
+    assert_eq!(conn.peer_addr().to_string(), addr);
+    let conn = block_on(
+        Dialer::new()
+            .timeout(Duration::ZERO)
+            .dial_tcp_async("tcp", &addr),
+    )
+    .unwrap();
+    assert_eq!(conn.peer_addr().to_string(), addr);
+}

@@ -169,7 +169,7 @@ fn serve_netpoll_net(addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
     }
     let listener = std::sync::Arc::new(config.listen_tcp_addr(addr)?);
     announce(listener.local_addr());
-    // A signal closes the listener: the pending accept fails with the closed error.
+    // A signal closes the listener: incoming() ends with the closed error.
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
     let stopper = listener.clone();
     std::thread::spawn(move || {
@@ -177,9 +177,11 @@ fn serve_netpoll_net(addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
             let _ = stopper.close();
         }
     });
-    loop {
-        let conn = match listener.accept() {
-            Ok((conn, _peer)) => conn,
+    // incoming() rides out EMFILE and the like by backing off (as Go's http.Server does); a
+    // peer that reset before it was accepted comes back as a connection whose read fails.
+    for conn in listener.incoming() {
+        let conn = match conn {
+            Ok(conn) => conn,
             Err(e) if netpoll::net::is_closed(&e) => return Ok(()),
             Err(e) => return Err(e),
         };
@@ -199,4 +201,5 @@ fn serve_netpoll_net(addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
                 }
             })?;
     }
+    Ok(())
 }

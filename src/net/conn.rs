@@ -1,6 +1,8 @@
 //! `TcpConn` and `UnixConn`: blocking-style stream connections with deadlines, usable from many
 //! threads at once (one reader and one writer at a time; `close` from anywhere), and from async
-//! code through `futures::io::{AsyncRead, AsyncWrite}` (and tokio's, with the `tokio` feature).
+//! code through `futures::io::{AsyncRead, AsyncWrite}` (and tokio's, with the `tokio` feature),
+//! each implemented for the owned connection and for `&Conn`, so one thread can `close()` while
+//! another's async read is pending.
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -59,6 +61,56 @@ pub(crate) fn poller_for(
         Some(manager) => manager.pick_for(peer),
         None => PollManager::global()?.pick_for(peer),
     })
+}
+
+/// tokio's `AsyncRead`/`AsyncWrite` for a connection type, owned or shared (`&Conn`, so another
+/// thread can `close()` while a tokio read is pending, as with the futures traits).
+macro_rules! tokio_traits {
+    ($t:ty) => {
+        #[cfg(feature = "tokio")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+        impl tokio::io::AsyncRead for $t {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                let n = std::task::ready!(self
+                    .fd
+                    .poll_read(cx, &mut [IoSliceMut::new(buf.initialize_unfilled())]))?;
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+        }
+
+        #[cfg(feature = "tokio")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+        impl tokio::io::AsyncWrite for $t {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                self.fd.poll_write(cx, &[IoSlice::new(buf)])
+            }
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                self.fd.poll_write(cx, bufs)
+            }
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(self.close_write())
+            }
+        }
+    };
 }
 
 /// The methods and trait implementations every stream connection shares.
@@ -236,49 +288,8 @@ macro_rules! stream_connection {
             }
         }
 
-        #[cfg(feature = "tokio")]
-        #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-        impl tokio::io::AsyncRead for $conn {
-            fn poll_read(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &mut tokio::io::ReadBuf<'_>,
-            ) -> Poll<io::Result<()>> {
-                let n = std::task::ready!(self
-                    .fd
-                    .poll_read(cx, &mut [IoSliceMut::new(buf.initialize_unfilled())]))?;
-                buf.advance(n);
-                Poll::Ready(Ok(()))
-            }
-        }
-
-        #[cfg(feature = "tokio")]
-        #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-        impl tokio::io::AsyncWrite for $conn {
-            fn poll_write(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                self.fd.poll_write(cx, &[IoSlice::new(buf)])
-            }
-            fn poll_write_vectored(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &[IoSlice<'_>],
-            ) -> Poll<io::Result<usize>> {
-                self.fd.poll_write(cx, bufs)
-            }
-            fn is_write_vectored(&self) -> bool {
-                true
-            }
-            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(Ok(()))
-            }
-            fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(self.close_write())
-            }
-        }
+        tokio_traits!($conn);
+        tokio_traits!(&$conn);
     };
 }
 
@@ -303,6 +314,18 @@ stream_connection!(TcpConn);
 impl TcpConn {
     pub(crate) fn new(socket: Socket, poller: Arc<Poller>) -> io::Result<TcpConn> {
         TcpConn::from_fd(NetFd::new(socket, poller)?)
+    }
+
+    /// An accepted connection, with the addresses `accept4` and the listener gave (a peer that
+    /// reset while queued has no address left for `getpeername`).
+    pub(crate) fn accepted(
+        socket: Socket,
+        poller: Arc<Poller>,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> io::Result<TcpConn> {
+        let fd = NetFd::new(socket, poller)?;
+        Ok(TcpConn { fd, local, peer })
     }
 
     pub(crate) fn from_fd(fd: NetFd) -> io::Result<TcpConn> {
@@ -385,6 +408,17 @@ stream_connection!(UnixConn);
 impl UnixConn {
     pub(crate) fn new(socket: Socket, poller: Arc<Poller>) -> io::Result<UnixConn> {
         UnixConn::from_fd(NetFd::new(socket, poller)?)
+    }
+
+    /// An accepted connection, with the addresses `accept4` and the listener gave.
+    pub(crate) fn accepted(
+        socket: Socket,
+        poller: Arc<Poller>,
+        local: Addr,
+        peer: Addr,
+    ) -> io::Result<UnixConn> {
+        let fd = NetFd::new(socket, poller)?;
+        Ok(UnixConn { fd, local, peer })
     }
 
     pub(crate) fn from_fd(fd: NetFd) -> io::Result<UnixConn> {

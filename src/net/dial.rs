@@ -205,9 +205,10 @@ impl Dialer {
         Dialer::default()
     }
 
-    /// Bounds the whole dial, name resolution and every address included.
+    /// Bounds the whole dial, name resolution and every address included. Zero means no
+    /// timeout, as in Go.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.timeout = (!timeout.is_zero()).then_some(timeout);
         self
     }
 

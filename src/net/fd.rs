@@ -8,6 +8,10 @@
 //! - Reads (and accepts) are serialised by `read_lock`, writes by `write_lock`: one waiter per
 //!   slot. Blocking calls take the lock; an async poll only tries it, and fails with
 //!   `ResourceBusy` if a blocking call of the same direction is in progress.
+//! - `write_lock` also holds the *sticky write error*: an error that stopped a write after some
+//!   bytes went out (the call returned that count) is kept and returned by the next write, so
+//!   the caller sees the cause (`ECONNRESET`), not its aftermath (`EPIPE`). Timeouts and close
+//!   are not kept: the info word already makes them persist.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, RawFd};
@@ -26,7 +30,8 @@ pub(crate) struct NetFd {
     socket: RwLock<Option<Socket>>,
     desc: Arc<PollDesc>,
     read_lock: Mutex<()>,
-    write_lock: Mutex<()>,
+    /// Serialises writes; holds the error that cut the last write short, for the next call.
+    write_lock: Mutex<Option<io::Error>>,
 }
 
 impl NetFd {
@@ -37,7 +42,7 @@ impl NetFd {
             socket: RwLock::new(Some(socket)),
             desc,
             read_lock: Mutex::new(()),
-            write_lock: Mutex::new(()),
+            write_lock: Mutex::new(None),
         })
     }
 
@@ -87,10 +92,13 @@ impl NetFd {
     /// Writes all of `bufs` unless an error or the deadline stops it; then it returns the bytes
     /// written so far, or the error if there were none (the next call reports the error).
     pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let _serial = lock(&self.write_lock);
+        let mut sticky = lock(&self.write_lock);
         let guard = self.guard()?;
         let fd = socket(&guard).as_raw_fd();
         self.desc.check(Mode::Write)?;
+        if let Some(e) = sticky.take() {
+            return Err(e);
+        }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         // The common case sends everything at once without copying the slice list.
         let mut written = match self.send_once(fd, bufs) {
@@ -107,7 +115,12 @@ impl NetFd {
                     written += n;
                     IoSlice::advance_slices(&mut rest, n);
                 }
-                Err(_) if written > 0 => break,
+                Err(e) if written > 0 => {
+                    if !error::is_timeout(&e) && !error::is_closed(&e) {
+                        *sticky = Some(e);
+                    }
+                    break;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -143,6 +156,13 @@ impl NetFd {
         }
     }
 
+    /// Sleeps until `until` (an accept loop backing off); close ends it with the closed error.
+    pub(crate) fn accept_backoff(&self, until: Instant) -> io::Result<()> {
+        let _serial = lock(&self.read_lock);
+        let _guard = self.guard()?;
+        self.desc.sleep_until(Mode::Read, until)
+    }
+
     pub(crate) fn poll_read(
         &self,
         cx: &mut Context<'_>,
@@ -172,10 +192,13 @@ impl NetFd {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let _serial = try_lock(&self.write_lock, "write")?;
+        let mut sticky = try_lock(&self.write_lock, "write")?;
         let guard = self.guard()?;
         let fd = socket(&guard).as_raw_fd();
         self.desc.check(Mode::Write)?;
+        if let Some(e) = sticky.take() {
+            return Poll::Ready(Err(e));
+        }
         loop {
             match sendmsg(fd, bufs) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -284,11 +307,11 @@ fn socket<'a>(guard: &'a RwLockReadGuard<'_, Option<Socket>>) -> &'a Socket {
     guard.as_ref().expect("guard() checked the socket is open")
 }
 
-fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn try_lock<'a>(m: &'a Mutex<()>, direction: &str) -> io::Result<MutexGuard<'a, ()>> {
+fn try_lock<'a, T>(m: &'a Mutex<T>, direction: &str) -> io::Result<MutexGuard<'a, T>> {
     match m.try_lock() {
         Ok(guard) => Ok(guard),
         Err(TryLockError::Poisoned(e)) => Ok(e.into_inner()),

@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket};
 
@@ -150,7 +151,9 @@ impl ListenConfig {
     }
 
     /// Listens on a Unix-socket path. The socket file is removed when the listener is closed or
-    /// dropped (as Go does); an existing file makes it fail with `AddrInUse`.
+    /// dropped, whichever comes first, and only if the path still names the socket this listener
+    /// bound (same device and inode): a newer listener on the same path keeps its file. An
+    /// existing file makes it fail with `AddrInUse`.
     pub fn listen_unix(&self, path: impl AsRef<Path>) -> io::Result<UnixListener> {
         let path = path.as_ref();
         self.bind_unix(path)
@@ -163,7 +166,7 @@ impl ListenConfig {
             control(&socket)?;
         }
         socket.bind(&SockAddr::unix(path)?)?;
-        let unlink = UnlinkOnDrop(path.to_path_buf());
+        let unlink = SocketFile::bound(path);
         socket.listen(self.backlog())?;
         let poller = poller_for(self.manager.as_ref(), None)?;
         Ok(UnixListener {
@@ -260,15 +263,18 @@ impl TcpListener {
     /// Waits for a connection. Accepted connections have `TCP_NODELAY` and the config's
     /// keepalive, and are spread over the pollers. `close` from another thread makes a pending
     /// accept fail with the closed error.
+    ///
+    /// A connection the peer reset while it waited in the backlog is still returned (as Go
+    /// does): its address is the one `accept4` reported, and its reads fail with the reset.
     pub fn accept(&self) -> io::Result<(TcpConn, SocketAddr)> {
-        let (socket, _) = self.fd.accept()?;
-        self.finish_accept(socket)
+        let (socket, peer) = self.fd.accept()?;
+        self.finish_accept(socket, &peer)
     }
 
     /// The async [`accept`](Self::accept).
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpConn, SocketAddr)>> {
-        let (socket, _) = std::task::ready!(self.fd.poll_accept(cx))?;
-        Poll::Ready(self.finish_accept(socket))
+        let (socket, peer) = std::task::ready!(self.fd.poll_accept(cx))?;
+        Poll::Ready(self.finish_accept(socket, &peer))
     }
 
     /// `accept` as a future, for any executor.
@@ -276,12 +282,42 @@ impl TcpListener {
         poll_fn(|cx| self.poll_accept(cx)).await
     }
 
-    fn finish_accept(&self, socket: Socket) -> io::Result<(TcpConn, SocketAddr)> {
-        socket.set_tcp_nodelay(true)?;
-        apply_keepalive(&socket, self.keepalive)?;
-        let peer = inet(socket.peer_addr()?)?;
+    fn finish_accept(&self, socket: Socket, peer: &SockAddr) -> io::Result<(TcpConn, SocketAddr)> {
+        // Option errors are ignored, as Go ignores them: a connection already reset by its peer
+        // may refuse them, and it is still the caller's to read (and see the reset).
+        let _ = socket.set_tcp_nodelay(true);
+        let _ = apply_keepalive(&socket, self.keepalive);
+        // The address accept4 reported: a reset connection has no peer any more (ENOTCONN).
+        let peer = inet(peer.clone())?;
+        let local = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(self.local);
         let poller = poller_for(self.manager.as_ref(), Some(&peer))?;
-        Ok((TcpConn::new(socket, poller)?, peer))
+        Ok((TcpConn::accepted(socket, poller, local, peer)?, peer))
+    }
+
+    /// An iterator over accepted connections, the accept loop of Go's `http.Server`: it rides
+    /// out running short of resources (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) by backing off
+    /// (5 ms, doubling up to 1 s, reset by the next success) instead of yielding the error, and
+    /// resumes once descriptors free up. The back-off waits on the listener's poll descriptor,
+    /// so a [`close`](Self::close) from another thread ends it at once: the iterator then yields
+    /// the closed error once and ends. Other errors (a deadline) are yielded as they come, as
+    /// std's `incoming` does.
+    ///
+    /// ```no_run
+    /// # fn main() -> std::io::Result<()> {
+    /// let listener = netpoll::net::listen_tcp("tcp", "127.0.0.1:8080")?;
+    /// for conn in listener.incoming() {
+    ///     let conn = conn?; // only the closed error (or a deadline) gets here
+    ///     std::thread::spawn(move || { let _ = std::io::copy(&mut &conn, &mut &conn); });
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn incoming(&self) -> Incoming<'_, TcpListener> {
+        Incoming::new(self)
     }
 
     /// The address it listens on (with the real port when bound to port 0).
@@ -309,18 +345,48 @@ impl fmt::Debug for TcpListener {
     }
 }
 
-struct UnlinkOnDrop(PathBuf);
+/// The socket file a Unix listener created: removed once, on close or drop, and only if the
+/// path still names that file (another listener may have bound the path since).
+struct SocketFile {
+    path: PathBuf,
+    /// Device and inode of the file at bind; taken by the one unlink.
+    id: std::sync::Mutex<Option<(u64, u64)>>,
+}
 
-impl Drop for UnlinkOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+impl SocketFile {
+    fn bound(path: &Path) -> SocketFile {
+        SocketFile {
+            path: path.to_path_buf(),
+            id: std::sync::Mutex::new(file_id(path)),
+        }
     }
+
+    fn unlink(&self) {
+        let id = self.id.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if id.is_some() && file_id(&self.path) == id {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        self.unlink();
+    }
+}
+
+/// (device, inode) of the file at `path` itself (not a symlink's target).
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// A Unix-socket listener of the Go-net face (Go's `*net.UnixListener`).
 pub struct UnixListener {
     fd: NetFd,
-    path: UnlinkOnDrop,
+    path: SocketFile,
     manager: Option<Arc<PollManager>>,
 }
 
@@ -344,19 +410,33 @@ impl UnixListener {
 
     fn finish_accept(&self, socket: Socket, peer: &SockAddr) -> io::Result<(UnixConn, Addr)> {
         let poller = poller_for(self.manager.as_ref(), None)?;
-        Ok((UnixConn::new(socket, poller)?, Addr::from_sockaddr(peer)))
+        let peer = Addr::from_sockaddr(peer);
+        let local = socket
+            .local_addr()
+            .map(|a| Addr::from_sockaddr(&a))
+            .unwrap_or_else(|_| Addr::Unix(Some(self.path().to_path_buf())));
+        Ok((
+            UnixConn::accepted(socket, poller, local, peer.clone())?,
+            peer,
+        ))
+    }
+
+    /// An iterator over accepted connections that backs off on `EMFILE` and its kin instead of
+    /// yielding them; see [`TcpListener::incoming`].
+    pub fn incoming(&self) -> Incoming<'_, UnixListener> {
+        Incoming::new(self)
     }
 
     /// The path it listens on.
     pub fn path(&self) -> &Path {
-        &self.path.0
+        &self.path.path
     }
 
     /// Stops listening and removes the socket file; a pending accept fails with the closed
     /// error.
     pub fn close(&self) -> io::Result<()> {
         self.fd.close()?;
-        let _ = std::fs::remove_file(&self.path.0);
+        self.path.unlink();
         Ok(())
     }
 
@@ -369,8 +449,98 @@ impl UnixListener {
 impl fmt::Debug for UnixListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UnixListener")
-            .field("path", &self.path.0)
+            .field("path", &self.path.path)
             .field("closed", &self.fd.is_closed())
+            .finish()
+    }
+}
+
+/// The first back-off after a resource error, and the cap (Go's `http.Server.Serve`).
+const BACKOFF_FIRST: Duration = Duration::from_millis(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Errors that mean "out of a resource for now": wait and accept again.
+fn is_resource_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// The accept loop of a listener: see [`TcpListener::incoming`]. Yields `io::Result<TcpConn>`
+/// for a `TcpListener` and `io::Result<UnixConn>` for a `UnixListener`.
+pub struct Incoming<'a, L> {
+    listener: &'a L,
+    backoff: Option<Duration>,
+    done: bool,
+}
+
+impl<'a, L> Incoming<'a, L> {
+    fn new(listener: &'a L) -> Self {
+        Incoming {
+            listener,
+            backoff: None,
+            done: false,
+        }
+    }
+
+    fn next_with<T>(
+        &mut self,
+        fd: &NetFd,
+        mut accept: impl FnMut() -> io::Result<T>,
+    ) -> Option<io::Result<T>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let error = match accept() {
+                Ok(conn) => {
+                    self.backoff = None;
+                    return Some(Ok(conn));
+                }
+                Err(e) if is_resource_shortage(&e) => {
+                    let delay = self
+                        .backoff
+                        .map_or(BACKOFF_FIRST, |d| (d * 2).min(BACKOFF_MAX));
+                    self.backoff = Some(delay);
+                    match fd.accept_backoff(Instant::now() + delay) {
+                        Ok(()) => continue,
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+            if super::error::is_closed(&error) {
+                self.done = true;
+            }
+            return Some(Err(error));
+        }
+    }
+}
+
+impl Iterator for Incoming<'_, TcpListener> {
+    type Item = io::Result<TcpConn>;
+
+    fn next(&mut self) -> Option<io::Result<TcpConn>> {
+        let listener = self.listener;
+        self.next_with(&listener.fd, || listener.accept().map(|(conn, _)| conn))
+    }
+}
+
+impl Iterator for Incoming<'_, UnixListener> {
+    type Item = io::Result<UnixConn>;
+
+    fn next(&mut self) -> Option<io::Result<UnixConn>> {
+        let listener = self.listener;
+        self.next_with(&listener.fd, || listener.accept().map(|(conn, _)| conn))
+    }
+}
+
+impl<L> fmt::Debug for Incoming<'_, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming")
+            .field("backoff", &self.backoff)
+            .field("done", &self.done)
             .finish()
     }
 }

@@ -8,7 +8,7 @@
 //! | `desc.rs` | `PollDesc`: two slots, the info word (closing, expired, event error), deadline timers |
 //! | `fd.rs` | `NetFd`: socket + descriptor, the close protocol, read/write/accept loops |
 //! | `conn.rs` | [`TcpConn`], [`UnixConn`]: `Read`/`Write`, async traits, socket options |
-//! | `listen.rs` | [`ListenConfig`], [`TcpListener`], [`UnixListener`] |
+//! | `listen.rs` | [`ListenConfig`], [`TcpListener`], [`UnixListener`], [`Incoming`] |
 //! | `dial.rs` | [`Dialer`], [`CancelToken`]: deadlines, happy eyeballs, retries |
 //! | `error.rs` | [`ErrClosed`], [`is_closed`], [`is_timeout`], [`is_canceled`] |
 //!
@@ -46,5 +46,6 @@ pub use conn::{KeepAliveConfig, TcpConn, UnixConn};
 pub use dial::{dial_tcp, dial_unix, CancelToken, Dialer};
 pub use error::{is_canceled, is_closed, is_timeout, Canceled, ErrClosed, OpError};
 pub use listen::{
-    default_backlog, listen_tcp, listen_unix, ControlHook, ListenConfig, TcpListener, UnixListener,
+    default_backlog, listen_tcp, listen_unix, ControlHook, Incoming, ListenConfig, TcpListener,
+    UnixListener,
 };

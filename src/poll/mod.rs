@@ -17,6 +17,7 @@ pub use balance::LoadBalance;
 pub use manager::{default_num_loops, PollManager};
 pub use poller::{Poller, PollerStats};
 pub use registration::Registration;
+pub use timer::TimerKey;
 
 /// How [`Poller::control`] changes a registration; the six operations of CloudWeGo netpoll.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

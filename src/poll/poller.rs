@@ -17,7 +17,7 @@ use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Instant;
 
 use super::registration::{RegistrationInner, Slab, TRIGGER_TOKEN};
-use super::timer::{TimerTask, Timers};
+use super::timer::{TimerKey, TimerTask, Timers};
 use super::{PollEvent, Ready, Registration};
 use crate::sys::{EventFd, Events, Interest, Selector};
 
@@ -76,6 +76,8 @@ pub struct PollerStats {
     pub event_capacity: usize,
     /// Registrations currently attached.
     pub registrations: usize,
+    /// Timers scheduled and neither run nor cancelled.
+    pub timers: usize,
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
@@ -147,23 +149,30 @@ impl Poller {
     }
 
     /// Runs `task` on the poller thread at `deadline` (or soon after, at millisecond
-    /// resolution). Timers cannot be cancelled: a task whose reason went away should check and
-    /// do nothing. Dropped unrun if the poller closes first.
+    /// resolution). The key cancels it ([`cancel`](Self::cancel)); a task whose reason went away
+    /// may also just check and do nothing. Dropped unrun if the poller closes first.
     pub fn schedule(
         &self,
         deadline: Instant,
         task: impl FnOnce() + Send + 'static,
-    ) -> io::Result<()> {
+    ) -> io::Result<TimerKey> {
         if self.shared.closing.load(Ordering::Acquire) {
             return Err(closed_error());
         }
-        let earliest = lock(&self.shared.timers).push(deadline, Box::new(task));
+        let (key, earliest) = lock(&self.shared.timers).push(deadline, Box::new(task));
         // The loop computes its wait from the earliest timer before sleeping; a new earliest
         // timer from another thread must wake it to recompute.
         if earliest && !self.shared.on_poller_thread() {
             self.shared.trigger()?;
         }
-        Ok(())
+        Ok(key)
+    }
+
+    /// Cancels a timer of this poller that has not started to run: its task is dropped now and
+    /// never runs. False if it already ran (or is running), was cancelled, or the poller closed.
+    /// A cancelled earliest timer may still wake the loop once, early; it then finds nothing.
+    pub fn cancel(&self, key: TimerKey) -> bool {
+        lock(&self.shared.timers).cancel(key)
     }
 
     /// Changes what the kernel reports for `registration`; see [`PollEvent`] for each operation.
@@ -245,6 +254,7 @@ impl Poller {
             events: c.events.load(Ordering::Relaxed),
             event_capacity: c.capacity.load(Ordering::Relaxed),
             registrations: self.registrations(),
+            timers: lock(&self.shared.timers).len(),
         }
     }
 
