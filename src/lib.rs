@@ -5,39 +5,35 @@
 //! - The **Go-net face** (after Go's runtime netpoller and `net` package): blocking-style
 //!   connections with deadlines, parked on the same pollers.
 //!
-//! The layers, bottom up (imports point downward only):
+//! The layers, bottom up (imports point downward only; the two faces sit side by side):
 //!
-//! | module     | owns |
-//! |------------|------|
-//! | `sys`      | every syscall and FFI `unsafe`: epoll, eventfd, readv/sendmsg, accept4 |
-//! | [`buffer`] | `LinkBuffer`: pooled blocks, nocopy `Reader`/`Writer` (knows nothing of sockets) |
-//! | [`poll`]   | [`poll::Poller`] threads and the [`poll::PollManager`] that balances fds across them |
-//! | [`connection`], [`EventLoop`], [`Dialer`] | the reactor face |
-//! | [`net`]    | the Go-net face: [`net::TcpConn`], [`net::TcpListener`], [`net::Dialer`], deadlines |
+//! | module        | owns |
+//! |---------------|------|
+//! | `sys`         | every syscall and FFI `unsafe`: epoll, eventfd, readv/sendmsg, accept4 |
+//! | [`poll`]      | [`poll::Poller`] threads, timers, the [`poll::PollManager`] that balances fds |
+//! | [`buffer`]    | `LinkBuffer`: pooled blocks, nocopy `Reader`/`Writer` (knows nothing of sockets) |
+//! | `transport`   | the shared core: [`Addr`], [`ToAddress`], the poll descriptor, the one dial and listen code |
+//! | [`reactor`]   | the reactor face: [`EventLoop`], [`Connection`], [`Dialer`], [`Listener`], [`HandlerPool`] |
+//! | [`net`]       | the Go-net face: [`net::TcpConn`], [`net::TcpListener`], [`net::Dialer`], deadlines |
 //!
 //! See `docs/ARCHITECTURE.md` for the map.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg(target_os = "linux")]
 
-mod addr;
 pub mod buffer;
-pub mod connection;
-mod dialer;
-mod event_loop;
-mod listener;
 mod loom;
 pub mod net;
 pub mod poll;
-pub mod runner;
+pub mod reactor;
 mod sys;
+mod transport;
 
-pub use addr::Addr;
-pub use connection::{ConnReader, ConnWriter, Connection};
-pub use dialer::{dial_connection, Dialer};
-pub use event_loop::{EventLoop, EventLoopBuilder};
-pub use listener::Listener;
-pub use runner::HandlerPool;
+pub use reactor::{
+    connection, dial_connection, runner, ConnReader, ConnWriter, Connection, Dialer, EventLoop,
+    EventLoopBuilder, HandlerPool, Listener,
+};
+pub use transport::addr::{Addr, ToAddress};
 
 /// The README's examples, compiled and run as doc tests so they stay true.
 #[cfg(doctest)]

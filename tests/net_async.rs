@@ -42,7 +42,7 @@ fn tcp_pair() -> (TcpConn, TcpConn) {
     let listener = net::listen_tcp("tcp", "127.0.0.1:0").unwrap();
     let client = Dialer::new()
         .timeout(LIMIT)
-        .dial_tcp("tcp", &listener.local_addr().to_string())
+        .dial_tcp("tcp", listener.local_addr().to_string())
         .unwrap();
     listener.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
     let (server, _) = listener.accept().unwrap();

@@ -562,7 +562,7 @@ fn reuse_port_lets_two_listeners_share_a_port() {
 fn wildcard_listen_accepts_ipv4() {
     let listener: TcpListener = net::listen_tcp("tcp", ":0").unwrap();
     let port = listener.local_addr().port();
-    let client = net::dial_tcp("tcp4", &format!("127.0.0.1:{port}")).unwrap();
+    let client = net::dial_tcp("tcp4", format!("127.0.0.1:{port}")).unwrap();
     let (server, _) = listener.accept().unwrap();
     client.write(b"v4").unwrap();
     let mut buf = [0u8; 2];

@@ -455,7 +455,7 @@ fn a_connection_won_by_happy_eyeballs_can_be_written() {
     let Some((_primary, fallback)) = localhost_families(test) else {
         return;
     };
-    let listener = net::listen_tcp("tcp", &SocketAddr::new(fallback, 0).to_string()).unwrap();
+    let listener = net::listen_tcp("tcp", SocketAddr::new(fallback, 0).to_string()).unwrap();
     let port = listener.local_addr().port();
     let conn = Dialer::new()
         .timeout(LIMIT)
@@ -564,7 +564,7 @@ fn cancel_ends_a_happy_eyeballs_race_promptly() {
         .fallback_delay(Some(Duration::ZERO))
         .cancel_token(token.clone())
         .control(hook);
-    let result = on_thread(move || dialer.dial_tcp("tcp", &format!("localhost:{port}")));
+    let result = on_thread(move || dialer.dial_tcp("tcp", format!("localhost:{port}")));
     for side in ["primary", "fallback"] {
         connecting
             .recv_timeout(LIMIT)

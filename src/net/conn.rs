@@ -11,57 +11,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use socket2::{Socket, TcpKeepalive};
+use socket2::Socket;
 
-use super::desc::Mode;
-use super::fd::NetFd;
-use crate::addr::Addr;
-use crate::poll::{PollManager, Poller};
-
-/// TCP keepalive settings (Go's `net.KeepAliveConfig`). The default probes after 15 s idle,
-/// every 15 s, 9 times, as Go does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KeepAliveConfig {
-    /// Idle time before the first probe.
-    pub idle: Duration,
-    /// Time between probes.
-    pub interval: Duration,
-    /// Unanswered probes before the connection is dropped.
-    pub count: u32,
-}
-
-impl Default for KeepAliveConfig {
-    fn default() -> Self {
-        KeepAliveConfig {
-            idle: Duration::from_secs(15),
-            interval: Duration::from_secs(15),
-            count: 9,
-        }
-    }
-}
-
-pub(crate) fn apply_keepalive(socket: &Socket, config: Option<KeepAliveConfig>) -> io::Result<()> {
-    match config {
-        None => socket.set_keepalive(false),
-        Some(c) => socket.set_tcp_keepalive(
-            &TcpKeepalive::new()
-                .with_time(c.idle)
-                .with_interval(c.interval)
-                .with_retries(c.count),
-        ),
-    }
-}
-
-/// Where new connections register when the caller gave no [`PollManager`].
-pub(crate) fn poller_for(
-    manager: Option<&Arc<PollManager>>,
-    peer: Option<&SocketAddr>,
-) -> io::Result<Arc<Poller>> {
-    Ok(match manager {
-        Some(manager) => manager.pick_for(peer),
-        None => PollManager::global()?.pick_for(peer),
-    })
-}
+use crate::poll::Poller;
+use crate::transport::addr::Addr;
+use crate::transport::desc::Mode;
+use crate::transport::fd::NetFd;
+use crate::transport::options::{apply_keepalive, inet, poller_for, KeepAliveConfig};
 
 /// tokio's `AsyncRead`/`AsyncWrite` for a connection type, owned or shared (`&Conn`, so another
 /// thread can `close()` while a tokio read is pending, as with the futures traits).
@@ -462,9 +418,4 @@ impl std::fmt::Debug for UnixConn {
             .field("closed", &self.fd.is_closed())
             .finish()
     }
-}
-
-pub(crate) fn inet(addr: socket2::SockAddr) -> io::Result<SocketAddr> {
-    addr.as_socket()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket address"))
 }

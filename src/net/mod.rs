@@ -4,13 +4,12 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `slot.rs` | one direction's waiter slot: empty / ready / waiting(thread or waker); loom-modelled |
-//! | `desc.rs` | `PollDesc`: two slots, the info word (closing, expired, event error), deadline timers |
-//! | `fd.rs` | `NetFd`: socket + descriptor, the close protocol, read/write/accept loops |
 //! | `conn.rs` | [`TcpConn`], [`UnixConn`]: `Read`/`Write`, async traits, socket options |
-//! | `listen.rs` | [`ListenConfig`], [`TcpListener`], [`UnixListener`], [`Incoming`] |
-//! | `dial.rs` | [`Dialer`], [`CancelToken`]: deadlines, happy eyeballs, retries |
-//! | `error.rs` | [`ErrClosed`], [`is_closed`], [`is_timeout`], [`is_canceled`] |
+//! | `listen.rs` | [`TcpListener`], [`UnixListener`], [`Incoming`], and `ListenConfig::listen_*` |
+//! | `dial.rs` | `Dialer::dial_*` making `TcpConn`/`UnixConn` |
+//!
+//! The poll descriptor, [`Dialer`], [`ListenConfig`] and the errors are the shared core below
+//! both faces (`transport/`), re-exported here.
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
@@ -35,17 +34,15 @@
 //! ```
 
 mod conn;
-mod desc;
 mod dial;
-mod error;
-mod fd;
 mod listen;
-pub(crate) mod slot;
 
-pub use conn::{KeepAliveConfig, TcpConn, UnixConn};
-pub use dial::{dial_tcp, dial_unix, CancelToken, Dialer};
-pub use error::{is_canceled, is_closed, is_timeout, Canceled, ErrClosed, OpError};
-pub use listen::{
-    default_backlog, listen_tcp, listen_unix, ControlHook, Incoming, ListenConfig, TcpListener,
-    UnixListener,
+pub use crate::transport::dial::{CancelToken, Dialer};
+pub use crate::transport::error::{
+    is_canceled, is_closed, is_timeout, Canceled, ErrClosed, OpError,
 };
+pub use crate::transport::listen::{default_backlog, ControlHook, ListenConfig};
+pub use crate::transport::options::KeepAliveConfig;
+pub use conn::{TcpConn, UnixConn};
+pub use dial::{dial_tcp, dial_unix};
+pub use listen::{listen_tcp, listen_unix, Incoming, TcpListener, UnixListener};

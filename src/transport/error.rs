@@ -18,7 +18,7 @@ impl fmt::Display for ErrClosed {
 
 impl std::error::Error for ErrClosed {}
 
-/// The payload of the error a dial cancelled through a [`CancelToken`](super::CancelToken)
+/// The payload of the error a dial cancelled through a [`CancelToken`](crate::net::CancelToken)
 /// returns; its kind is `Other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Canceled;

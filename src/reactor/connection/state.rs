@@ -13,8 +13,7 @@
 //! | 6   | `READ_PAUSED`   | poller, input at its cap       | reader, below cap | input interest is off |
 //! | 7   | `WRITE_WAIT`    | flush that hit a full socket   | poller, drained   | output interest is on; the poller sends |
 //! | 8   | `CLOSE_IDLE`    | server shutdown                | never             | close as soon as no handler runs |
-//! | 9   | `DIALING`       | dialer                         | dialer            | connect in progress: events go to the dialer |
-//! | 10  | `DIAL_READY`    | poller, while `DIALING`        | never             | the connect finished (either way): dialer reads `SO_ERROR` |
+//! | 9–10 | (free)         |                                |                   | (the dial is the shared `transport` dial; a connection starts connected) |
 //! | 11  | `DISCONNECTING` | first to report the hang-up    | its task          | `on_disconnect` is running; close callbacks wait for it |
 //! | 12  | `OUTPUT_DEAD`   | poller on `HUP`/`ERR`          | never             | the socket can send no more: flushes fail at once |
 //! | 13  | `CLOSE_AFTER_DRAIN` | the library's own close    | never             | close once the output has drained (or the write timeout fired) |
@@ -37,8 +36,6 @@ pub(crate) const CALLBACKS_RUN: u32 = 1 << 5;
 pub(crate) const READ_PAUSED: u32 = 1 << 6;
 pub(crate) const WRITE_WAIT: u32 = 1 << 7;
 pub(crate) const CLOSE_IDLE: u32 = 1 << 8;
-pub(crate) const DIALING: u32 = 1 << 9;
-pub(crate) const DIAL_READY: u32 = 1 << 10;
 pub(crate) const DISCONNECTING: u32 = 1 << 11;
 pub(crate) const OUTPUT_DEAD: u32 = 1 << 12;
 pub(crate) const CLOSE_AFTER_DRAIN: u32 = 1 << 13;

@@ -221,8 +221,8 @@ mod tests {
     use std::time::Duration;
 
     use super::super::{ConnOptions, Connection};
-    use crate::addr::Addr;
     use crate::poll::Poller;
+    use crate::transport::addr::Addr;
 
     /// The poller puts bytes in the input buffer a moment before it counts them in `arrived`.
     /// A reader in that moment must go by the counter: `until` finding a delimiter among the

@@ -1,65 +1,72 @@
-//! Listening sockets for the reactor face: TCP and Unix, bound here or converted from std.
+//! Listening sockets for the reactor face: TCP and Unix, made by the shared [`ListenConfig`]
+//! (the Go-net face's too), or converted from std.
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use socket2::{Domain, SockAddr, Socket};
+use socket2::{SockAddr, Socket};
 
-use crate::addr::Addr;
-use crate::sys::socket::{accept4, default_backlog, stream_socket};
+use crate::net::ListenConfig;
+use crate::sys::socket::accept4;
+use crate::transport::addr::{Addr, ToAddress};
+use crate::transport::listen::SocketFile;
 
 /// A non-blocking listening socket (TCP or Unix) ready for an [`EventLoop`](crate::EventLoop).
+///
+/// ```
+/// let listener = netpoll::Listener::bind_tcp("127.0.0.1:0")?;
+/// assert_ne!(listener.local_addr().as_inet().unwrap().port(), 0);
+/// let taken = netpoll::Listener::bind_tcp(listener.local_addr().as_inet().unwrap());
+/// assert!(taken.unwrap_err().to_string().starts_with("listen tcp 127.0.0.1:"));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Listener {
     socket: Socket,
     local_addr: Addr,
-    /// The socket file this listener created; removed when it is dropped (as Go does).
-    unlink_on_drop: Option<PathBuf>,
+    /// The socket file this listener created; dropping it removes the file, if still ours.
+    _socket_file: Option<SocketFile>,
 }
 
 impl Listener {
-    /// Binds a TCP listener with `SO_REUSEADDR` and the system's maximum backlog.
-    /// Tries each resolved address in turn and returns the last error if none binds.
-    pub fn bind_tcp(addr: impl ToSocketAddrs) -> io::Result<Listener> {
-        let mut last_error = None;
-        for addr in addr.to_socket_addrs()? {
-            match Listener::bind_tcp_addr(addr) {
-                Ok(listener) => return Ok(listener),
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
-        }))
+    /// Listens on TCP `address` (`"host:port"`, `":port"`, a `SocketAddr`, ...) with
+    /// `SO_REUSEADDR` and the system's maximum backlog. Errors say `listen tcp ADDRESS: ...`.
+    pub fn bind_tcp(address: impl ToAddress) -> io::Result<Listener> {
+        Listener::with_config(&ListenConfig::new(), "tcp", address)
     }
 
-    fn bind_tcp_addr(addr: SocketAddr) -> io::Result<Listener> {
-        let socket = stream_socket(Domain::for_address(addr))?;
-        socket.set_reuse_address(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(default_backlog())?;
+    /// Binds a Unix-socket listener at `path`. The socket file is removed when the listener is
+    /// dropped, and only if the path still names this socket. Fails with `AddrInUse` if the
+    /// path exists.
+    pub fn bind_unix(path: impl AsRef<Path>) -> io::Result<Listener> {
+        Listener::with_config_unix(&ListenConfig::new(), path)
+    }
+
+    /// Listens on `network` (`tcp`, `tcp4`, `tcp6`) at `address` with the options of `config`
+    /// (backlog, `SO_REUSEPORT`, control hook); the same listen code as the Go-net face.
+    pub fn with_config(
+        config: &ListenConfig,
+        network: &str,
+        address: impl ToAddress,
+    ) -> io::Result<Listener> {
+        let socket = config.tcp_socket(network, &address.to_address())?;
         Listener::from_socket(socket, None)
     }
 
-    /// Binds a Unix-socket listener at `path`; the socket file is removed when the listener is
-    /// dropped. Fails with `AddrInUse` if the path exists.
-    pub fn bind_unix(path: impl AsRef<Path>) -> io::Result<Listener> {
-        let path = path.as_ref();
-        let socket = stream_socket(Domain::UNIX)?;
-        socket.bind(&SockAddr::unix(path)?)?;
-        socket.listen(default_backlog())?;
-        Listener::from_socket(socket, Some(path.to_path_buf()))
+    /// A Unix-socket listener with the options of `config`.
+    pub fn with_config_unix(config: &ListenConfig, path: impl AsRef<Path>) -> io::Result<Listener> {
+        let (socket, file) = config.unix_socket(path.as_ref())?;
+        Listener::from_socket(socket, Some(file))
     }
 
-    fn from_socket(socket: Socket, unlink_on_drop: Option<PathBuf>) -> io::Result<Listener> {
+    fn from_socket(socket: Socket, file: Option<SocketFile>) -> io::Result<Listener> {
         socket.set_nonblocking(true)?;
         let local_addr = Addr::from_sockaddr(&socket.local_addr()?);
         Ok(Listener {
             socket,
             local_addr,
-            unlink_on_drop,
+            _socket_file: file,
         })
     }
 
@@ -112,13 +119,5 @@ impl TryFrom<std::os::unix::net::UnixListener> for Listener {
     /// left in place: whoever created it removes it.
     fn try_from(listener: std::os::unix::net::UnixListener) -> io::Result<Listener> {
         Listener::from_socket(Socket::from(OwnedFd::from(listener)), None)
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some(path) = &self.unlink_on_drop {
-            let _ = std::fs::remove_file(path);
-        }
     }
 }

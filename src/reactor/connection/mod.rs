@@ -11,7 +11,6 @@
 //! `consumed` tell the handler task whether a call made progress, so a handler that leaves a
 //! partial frame is not called again until more input arrives.
 
-mod dial;
 mod io;
 mod process;
 mod reader;
@@ -30,10 +29,10 @@ use socket2::Socket;
 pub use reader::ConnReader;
 pub use writer::ConnWriter;
 
-use crate::addr::Addr;
 use crate::buffer::LinkBuffer;
 use crate::poll::{EventHandler, PollEvent, Poller, Registration};
-use crate::runner::HandlerPool;
+use crate::reactor::runner::HandlerPool;
+use crate::transport::addr::Addr;
 use state::*;
 
 /// Default cap on unread input per connection: past it the poller stops reading the socket until
@@ -81,7 +80,7 @@ pub(crate) struct ConnOptions {
 impl Default for ConnOptions {
     fn default() -> ConnOptions {
         ConnOptions {
-            executor: Executor::Pool(crate::runner::default_pool()),
+            executor: Executor::Pool(crate::reactor::runner::default_pool()),
             input_cap: DEFAULT_INPUT_CAP,
             output_cap: DEFAULT_OUTPUT_CAP,
             read_timeout: None,

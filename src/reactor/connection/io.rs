@@ -23,10 +23,6 @@ const MAX_IOV_BLOCKS: usize = 16;
 impl EventHandler for ConnInner {
     fn on_ready(&self, ready: Ready) {
         let state = self.state.load();
-        if state & DIALING != 0 {
-            self.dial_event();
-            return;
-        }
         if state & CLOSED != 0 {
             return;
         }
@@ -232,13 +228,6 @@ impl ConnInner {
             inner.state.clear(DISCONNECTING);
             inner.finish_if_done();
         });
-    }
-
-    /// The dial's single edge: record it and wake the dialer.
-    fn dial_event(&self) {
-        self.state.set(DIAL_READY);
-        let _guard = lock(&self.waiters);
-        self.write_ready.notify_all();
     }
 
     /// A strong handle from `&self` (the poller calls handlers through a borrowed `Arc`).

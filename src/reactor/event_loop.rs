@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use socket2::{Socket, TcpKeepalive};
 
-use crate::addr::Addr;
-use crate::connection::state::CONNECT_PENDING;
-use crate::connection::{lock, ConnHooks, ConnOptions, Connection, Executor};
-use crate::listener::Listener;
+use super::listener::Listener;
 use crate::poll::{EventHandler, LoadBalance, PollEvent, PollManager, Poller, Ready, Registration};
-use crate::runner::HandlerPool;
+use crate::reactor::connection::state::CONNECT_PENDING;
+use crate::reactor::connection::{lock, ConnHooks, ConnOptions, Connection, Executor};
+use crate::reactor::runner::HandlerPool;
+use crate::transport::addr::Addr;
 
 type Prepare<C> = Arc<dyn Fn(&Connection) -> C + Send + Sync>;
 type Hook<C> = Arc<dyn Fn(&C, &Connection) + Send + Sync>;
@@ -197,14 +197,14 @@ impl<C: Send + Sync + 'static> EventLoopBuilder<C> {
     }
 
     /// Unread input per connection before the poller stops reading it
-    /// (default [`DEFAULT_INPUT_CAP`](crate::connection::DEFAULT_INPUT_CAP)).
+    /// (default [`DEFAULT_INPUT_CAP`](crate::reactor::connection::DEFAULT_INPUT_CAP)).
     pub fn input_cap(mut self, bytes: usize) -> Self {
         self.options.input_cap = bytes.max(1);
         self
     }
 
     /// Unsent output per connection before writes wait
-    /// (default [`DEFAULT_OUTPUT_CAP`](crate::connection::DEFAULT_OUTPUT_CAP)).
+    /// (default [`DEFAULT_OUTPUT_CAP`](crate::reactor::connection::DEFAULT_OUTPUT_CAP)).
     pub fn output_cap(mut self, bytes: usize) -> Self {
         self.options.output_cap = bytes.max(1);
         self

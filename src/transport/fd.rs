@@ -265,6 +265,18 @@ impl NetFd {
     pub(crate) fn is_closed(&self) -> bool {
         self.desc.is_closing()
     }
+
+    /// Takes the socket back, open, off its poller (the reactor face registers a dialed socket
+    /// its own way). Nothing else can be using it: `self` is owned.
+    pub(crate) fn into_socket(mut self) -> io::Result<Socket> {
+        let socket = self.socket.get_mut().unwrap_or_else(|e| e.into_inner());
+        let Some(socket) = socket.take() else {
+            return Err(error::closed());
+        };
+        self.desc.evict();
+        self.desc.deregister();
+        Ok(socket)
+    }
 }
 
 impl Drop for NetFd {
