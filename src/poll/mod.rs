@@ -46,14 +46,16 @@ pub enum PollEvent {
 /// Callbacks must not block: they run on the thread that serves every fd of that poller. Work
 /// that may block belongs on another thread (the handler pool of the reactor face).
 pub trait EventHandler: Send + Sync {
-    /// The fd is ready. `ready` may also carry [`Ready::HANGUP`], [`Ready::READ_CLOSED`] or [`Ready::ERROR`], so an owner
-    /// can read what the peer sent before it hung up; [`EventHandler::on_hangup`] follows after
-    /// the batch.
+    /// The fd is ready. `ready` may also carry [`Ready::HANGUP`], [`Ready::READ_CLOSED`] or
+    /// [`Ready::ERROR`], so an owner can read what the peer sent before it hung up; for a
+    /// registration made with [`Registration::new`], [`EventHandler::on_hangup`] follows after
+    /// the batch (a persistent one stays attached and sees only `on_ready`).
     fn on_ready(&self, ready: Ready);
 
-    /// The peer hung up or the fd has an error. By the time this runs the poller has detached
-    /// the registration, so this is the last call the owner receives for it. Hang-ups are
-    /// collected during a batch and delivered after it.
+    /// The peer hung up or the fd has an error (`HUP`, `RDHUP` or `ERR`), for registrations made
+    /// with [`Registration::new`]. By the time this runs the poller has detached the
+    /// registration, so this is the last call the owner receives for it. Hang-ups are collected
+    /// during a batch and delivered after it.
     fn on_hangup(&self, ready: Ready) {
         let _ = ready;
     }

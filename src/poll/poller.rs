@@ -5,9 +5,10 @@
 //!    128 Ki, as CloudWeGo netpoll does);
 //! 2. under the table lock, map each token to its registration, dropping stale generations;
 //! 3. without the lock, re-check each registration is still current and call `on_ready`;
-//!    hang-ups and errors are set aside;
-//! 4. after the batch, detach each hung-up registration and call its `on_hangup`;
-//! 5. if the trigger fired, run the queued tasks.
+//!    hang-ups and errors of registrations made with `Registration::new` are set aside
+//!    (persistent ones — the connections of both faces — handle them in `on_ready`);
+//! 4. after the batch, detach each set-aside registration and call its `on_hangup`;
+//! 5. if the trigger fired, run the queued tasks; then the timers that are due.
 
 use std::io;
 use std::panic::{self, AssertUnwindSafe};

@@ -469,6 +469,9 @@ trait AcceptSink: Send + Sync {
 
 impl<C: Send + Sync + 'static> AcceptSink for Shared<C> {
     fn accepted(&self, socket: Socket, peer: Addr, is_tcp: bool) {
+        if lock(&self.run).shutting_down {
+            return; // accepted in a batch that shutdown interrupted: refused like later ones
+        }
         if is_tcp {
             // Small requests and replies must not wait for Nagle's timer.
             let _ = socket.set_tcp_nodelay(true);
@@ -500,6 +503,12 @@ impl<C: Send + Sync + 'static> AcceptSink for Shared<C> {
             id,
         }));
         lock(&self.connections).insert(id, conn.clone());
+        if lock(&self.run).shutting_down {
+            // Inserted after shutdown's snapshot of the table (or racing it): close it as
+            // shutdown would have.
+            conn.close();
+            return;
+        }
         if conn.register(PollEvent::Readable).is_err() {
             return; // register closed it; the close callback forgot it
         }
@@ -598,6 +607,9 @@ impl EventHandler for Acceptor {
                     }
                     return;
                 }
+                // shutdown() detached us, then shut the listener down: the rest of this batch
+                // meets EINVAL, which is the stop that was asked for, not a listener failure.
+                Err(_) if !self.registration.is_attached() => return,
                 Err(e) => {
                     self.detach();
                     server.stop(Err(e));

@@ -27,7 +27,7 @@ impl EventHandler for ConnInner {
             return;
         }
         let input_event = Ready::READABLE | Ready::READ_CLOSED | Ready::HANGUP | Ready::ERROR;
-        if ready.intersects(input_event) && state & (READ_PAUSED | OUTPUT_FULL | PEER_CLOSED) == 0 {
+        if ready.intersects(input_event) && state & INPUT_OFF == 0 {
             self.read_input();
         }
         if ready.is_writable() && state & WRITE_WAIT != 0 {
@@ -63,6 +63,8 @@ impl ConnInner {
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
             Err(e) => {
+                // A reset is the peer hanging up too: on_disconnect before the close callbacks.
+                self.disconnect_hook();
                 self.self_arc().close_with(e.kind());
                 0
             }
@@ -107,6 +109,7 @@ impl ConnInner {
         if self.state.set(OUTPUT_DEAD) & OUTPUT_DEAD != 0 {
             return;
         }
+        self.disconnect_hook();
         if self.registration.is_attached() {
             let _ = self.poller.control(&self.registration, PollEvent::Detach);
         }
@@ -162,12 +165,23 @@ impl ConnInner {
             }
             Ok(true) => {
                 let previous = self.state.clear(WRITE_WAIT | OUTPUT_FULL);
+                // A flush that published between our last send and the clear saw WRITE_WAIT and
+                // left its bytes to us: send them too, or keep watching output for them.
+                if !self.output.is_empty() {
+                    match self.send_output() {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            self.state.set(WRITE_WAIT);
+                        }
+                        Err(e) => return self.self_arc().close_with(e.kind()),
+                    }
+                }
                 self.sync_interest();
                 {
                     let _guard = lock(&self.waiters);
                     self.write_ready.notify_all();
                 }
-                if previous & CLOSE_AFTER_DRAIN != 0 {
+                if previous & CLOSE_AFTER_DRAIN != 0 && !self.state.has(WRITE_WAIT) {
                     let reason = self.drain_reason();
                     self.self_arc().close_with(reason);
                     return;
@@ -198,15 +212,22 @@ impl ConnInner {
         self.sync_interest(); // nothing more to read: input interest (and RDHUP) off
         let this = self.self_arc();
         this.wake_all();
-        let hooks = self.hooks().filter(|h| h.has_on_disconnect());
-        if hooks.is_some() && self.state.acquire(DISCONNECTED) && self.state.begin_disconnect() {
-            this.spawn_on_disconnect();
-        }
+        self.disconnect_hook();
         if self.has_request_handler() {
             // The task (running, or started here) closes once the input left is handled.
             this.schedule_processing();
         } else if !self.state.has(PROCESSING) {
             this.close_when_drained(ErrorKind::UnexpectedEof);
+        }
+    }
+
+    /// The peer hung up (end of input, `HUP`/`ERR`, a reset): start `on_disconnect` once
+    /// (deferred while `on_connect` runs). Called before any close, so the close callbacks
+    /// wait for it.
+    pub(crate) fn disconnect_hook(&self) {
+        let hooks = self.hooks().filter(|h| h.has_on_disconnect());
+        if hooks.is_some() && self.state.acquire(DISCONNECTED) && self.state.begin_disconnect() {
+            self.self_arc().spawn_on_disconnect();
         }
     }
 

@@ -274,7 +274,8 @@ impl Connection {
     /// Takes the connection off its poller without closing the socket, and returns the socket
     /// (CloudWeGo netpoll's `Detach`), e.g. to hand it to other code. The socket stays
     /// non-blocking. From then on the connection counts as closed here: its close callbacks run,
-    /// and input the poller had already read stays readable through [`Connection::reader`].
+    /// and input the poller had read before `detach` returned stays readable through
+    /// [`Connection::reader`] (read it first: later bytes go to the returned socket only).
     ///
     /// Fails with `InvalidInput` while flushed output is still queued (nothing is dropped:
     /// wait for the flush), and with `NotConnected` once closed.
@@ -299,6 +300,15 @@ impl Connection {
         let _ = inner.close_reason.set(ErrorKind::NotConnected);
         if inner.registration.is_attached() {
             let _ = inner.poller.control(&inner.registration, PollEvent::Detach);
+        }
+        if !inner.poller.is_current_thread() {
+            // The poller may be inside a callback for this fd that passed its checks before the
+            // detach: one task round trip waits it out, so no read takes the caller's bytes
+            // after we return. (A closed poller runs no callbacks and drops the task at once.)
+            let (done, finished) = std::sync::mpsc::channel::<()>();
+            if inner.poller.execute(move || drop(done)).is_ok() {
+                let _ = finished.recv();
+            }
         }
         inner.wake_all();
         inner.finish_if_done();
@@ -471,6 +481,9 @@ impl ConnInner {
         if previous & (CLOSE_AFTER_DRAIN | CLOSED) != 0 {
             return;
         }
+        // Recorded now: the close that follows (by the poller, a timer, or here) keeps it.
+        let _ = self.close_reason.set(reason);
+        self.sync_interest(); // no more input
         if previous & OUTPUT_DEAD != 0 {
             self.close_with(if self.output.is_empty() {
                 reason
@@ -491,9 +504,12 @@ impl ConnInner {
                 Err(e) => return self.close_with(e.kind()),
             }
         }
-        if let Some(timeout) = self.write_timeout() {
+        let deadline = self
+            .write_timeout()
+            .and_then(|t| Instant::now().checked_add(t));
+        if let Some(deadline) = deadline {
             let weak = Arc::downgrade(self);
-            let _ = self.poller.schedule(Instant::now() + timeout, move || {
+            let _ = self.poller.schedule(deadline, move || {
                 if let Some(inner) = weak.upgrade() {
                     if !inner.state.has(CLOSED) {
                         log::debug!(
@@ -508,13 +524,12 @@ impl ConnInner {
         }
     }
 
-    /// Why the library closes once the output drained: the peer's end of input, or shutdown.
+    /// Why the library closes once the output drained (recorded by `close_when_drained`).
     pub(crate) fn drain_reason(&self) -> ErrorKind {
-        if self.state.has(PEER_CLOSED) {
-            ErrorKind::UnexpectedEof
-        } else {
-            ErrorKind::NotConnected
-        }
+        self.close_reason
+            .get()
+            .copied()
+            .unwrap_or(ErrorKind::NotConnected)
     }
 
     /// Closes once; later calls do nothing. `reason` is kept for [`Connection::close_reason`].
@@ -575,8 +590,19 @@ impl ConnInner {
     fn run_apart(&self, job: impl FnOnce() + Send + 'static) {
         match &self.executor {
             Executor::Pool(pool) => {
-                if let Err(job_error) = pool.spawn(job) {
-                    let _ = job_error; // the pool is shut down: nothing else will run it
+                // A shut-down pool runs nothing: then run the job here rather than never (it
+                // ends by letting the close callbacks run).
+                let slot = Arc::new(Mutex::new(Some(job)));
+                let queued = Arc::clone(&slot);
+                let spawned = pool.spawn(move || {
+                    if let Some(job) = lock(&queued).take() {
+                        job();
+                    }
+                });
+                if spawned.is_err() {
+                    if let Some(job) = lock(&slot).take() {
+                        job();
+                    }
                 }
             }
             Executor::Inline => job(),
@@ -611,7 +637,7 @@ impl ConnInner {
         if state & CLOSED != 0 || !self.registration.is_attached() {
             return;
         }
-        let readable = state & (READ_PAUSED | OUTPUT_FULL | PEER_CLOSED) == 0;
+        let readable = state & INPUT_OFF == 0;
         let writable = state & WRITE_WAIT != 0;
         // Fails only if the registration was detached meanwhile (closing): nothing to apply.
         let _ = self

@@ -90,7 +90,7 @@ impl ConnInner {
         let inline = matches!(self.executor, Executor::Inline);
         let mut seen = self.arrived.load(Ordering::SeqCst);
         loop {
-            if self.state.has(CLOSED | CLOSE_IDLE) {
+            if self.state.has(CLOSED | CLOSE_IDLE | CLOSE_AFTER_DRAIN) {
                 return (seen, false);
             }
             let Some(on_request) = self.request_handler() else {
@@ -108,8 +108,18 @@ impl ConnInner {
                 Ok(Ok(())) => {}
                 // Inline: "call me again when it can progress" (more input, or room).
                 Ok(Err(e)) if inline && e.kind() == ErrorKind::WouldBlock => {}
+                // The reader's own end-of-input error (a partial frame the peer never finished):
+                // not a request to drop the replies still queued; the end-of-input close follows.
+                Ok(Err(e))
+                    if e.kind() == ErrorKind::UnexpectedEof && self.state.has(PEER_CLOSED) =>
+                {
+                    return (seen, false);
+                }
                 Ok(Err(e)) => {
-                    self.close_with(e.kind());
+                    // The handler gives up on this connection; what it already queued (an error
+                    // reply, say) still goes out first, bounded by the write timeout.
+                    log::debug!("netpoll: handler error on {}: {e}", self.peer_addr);
+                    self.close_when_drained(e.kind());
                     return (seen, false);
                 }
                 Err(_) => {
@@ -160,6 +170,9 @@ impl ConnInner {
             self.sync_interest();
             return false;
         }
+        // OUTPUT_FULL always goes with WRITE_WAIT, so the poller's next writable event sees
+        // it and clears it (another thread's flush may have drained the queue meanwhile).
+        self.state.set(WRITE_WAIT);
         self.sync_interest();
         true
     }

@@ -16,7 +16,7 @@
 //! | 9–10 | (free)         |                                |                   | (the dial is the shared `transport` dial; a connection starts connected) |
 //! | 11  | `DISCONNECTING` | first to report the hang-up    | its task          | `on_disconnect` is running; close callbacks wait for it |
 //! | 12  | `OUTPUT_DEAD`   | poller on `HUP`/`ERR`          | never             | the socket can send no more: flushes fail at once |
-//! | 13  | `CLOSE_AFTER_DRAIN` | the library's own close    | never             | close once the output has drained (or the write timeout fired) |
+//! | 13  | `CLOSE_AFTER_DRAIN` | the library's own close, a handler's error | never | no more input or handler calls; close once the output has drained (or the write timeout fired) |
 //! | 14  | `CONNECT_PENDING` | server, at accept            | handler task      | `on_connect` has not returned yet; `on_disconnect` waits for it |
 //! | 15  | `DISCONNECT_DEFERRED` | hang-up during `on_connect` | handler task   | run `on_disconnect` as soon as `on_connect` returns |
 //! | 16  | `OUTPUT_FULL`   | inline handler at the output cap | poller, below cap | input interest is off and the handler is not called until output drains below the cap |
@@ -42,6 +42,9 @@ pub(crate) const CLOSE_AFTER_DRAIN: u32 = 1 << 13;
 pub(crate) const CONNECT_PENDING: u32 = 1 << 14;
 pub(crate) const DISCONNECT_DEFERRED: u32 = 1 << 15;
 pub(crate) const OUTPUT_FULL: u32 = 1 << 16;
+
+/// Any of these turns input interest off (and makes the poller skip reads).
+pub(crate) const INPUT_OFF: u32 = READ_PAUSED | OUTPUT_FULL | PEER_CLOSED | CLOSE_AFTER_DRAIN;
 
 /// The packed flags. Every operation is sequentially consistent: the handler's exit ("clear
 /// PROCESSING, then look for new input") and the poller's arrival ("count input, then try to set
@@ -127,11 +130,12 @@ impl State {
         }
     }
 
-    /// Sets `PROCESSING` unless it is set or the connection is closed; true if it did.
+    /// Sets `PROCESSING` unless it is set or the connection is closed (or closing once its
+    /// output drained); true if it did.
     pub(crate) fn try_start_processing(&self) -> bool {
         self.0
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
-                (s & (PROCESSING | CLOSED) == 0).then_some(s | PROCESSING)
+                (s & (PROCESSING | CLOSED | CLOSE_AFTER_DRAIN) == 0).then_some(s | PROCESSING)
             })
             .is_ok()
     }
