@@ -18,6 +18,7 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the map.
 #![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg(target_os = "linux")]
 

@@ -22,6 +22,7 @@ pub(crate) fn next_book_size(booked: usize, read: usize) -> usize {
 
 /// Writable space booked for one `readv`, across at most two blocks; dereferences to the
 /// `IoSliceMut`s to pass it. Returned by [`Writer::book`](super::Writer::book).
+#[derive(Debug)]
 pub struct Booked<'s> {
     slices: [IoSliceMut<'s>; 2],
     count: usize,

@@ -259,10 +259,14 @@ macro_rules! stream_connection {
 /// `conn.read(..)` blocks the thread. For the async ones name the trait, e.g.
 /// `AsyncWriteExt::close(&mut conn)` (which shuts down only the write side) or
 /// `AsyncReadExt::read(&mut conn, buf)`.
+///
+/// Raw fds: `AsRawFd`, [`with_fd`](TcpConn::with_fd) (in place of `AsFd`, which `close(&self)`
+/// would make unsound), `IntoRawFd`, and `TryFrom<OwnedFd>` (in place of `FromRawFd`, which
+/// cannot report a failed registration); std and socket2 sockets convert with `TryFrom`.
 pub struct TcpConn {
-    fd: NetFd,
-    local: SocketAddr,
-    peer: SocketAddr,
+    pub(super) fd: NetFd,
+    pub(super) local: SocketAddr,
+    pub(super) peer: SocketAddr,
 }
 
 stream_connection!(TcpConn);
@@ -353,10 +357,14 @@ impl std::fmt::Debug for TcpConn {
 }
 
 /// A Unix stream-socket connection of the Go-net face (Go's `*net.UnixConn`).
+///
+/// Raw fds: `AsRawFd`, [`with_fd`](UnixConn::with_fd) (in place of `AsFd`, which `close(&self)`
+/// would make unsound), `IntoRawFd`, and `TryFrom<OwnedFd>` (in place of `FromRawFd`, which
+/// cannot report a failed registration); std and socket2 sockets convert with `TryFrom`.
 pub struct UnixConn {
-    fd: NetFd,
-    local: Addr,
-    peer: Addr,
+    pub(super) fd: NetFd,
+    pub(super) local: Addr,
+    pub(super) peer: Addr,
 }
 
 stream_connection!(UnixConn);

@@ -82,11 +82,15 @@ pub fn listen_unix(path: impl AsRef<Path>) -> io::Result<UnixListener> {
 }
 
 /// A TCP listener of the Go-net face (Go's `*net.TCPListener`).
+///
+/// Raw fds: `AsRawFd`, [`with_fd`](TcpListener::with_fd) (in place of `AsFd`, which `close(&self)`
+/// would make unsound), `IntoRawFd`, and `TryFrom<OwnedFd>` (in place of `FromRawFd`, which
+/// cannot report a failed registration); std and socket2 sockets convert with `TryFrom`.
 pub struct TcpListener {
-    fd: NetFd,
-    local: SocketAddr,
-    keepalive: Option<KeepAliveConfig>,
-    manager: Option<Arc<PollManager>>,
+    pub(super) fd: NetFd,
+    pub(super) local: SocketAddr,
+    pub(super) keepalive: Option<KeepAliveConfig>,
+    pub(super) manager: Option<Arc<PollManager>>,
 }
 
 impl TcpListener {
@@ -176,10 +180,14 @@ impl fmt::Debug for TcpListener {
 }
 
 /// A Unix-socket listener of the Go-net face (Go's `*net.UnixListener`).
+///
+/// Raw fds: `AsRawFd`, [`with_fd`](UnixListener::with_fd) (in place of `AsFd`, which `close(&self)`
+/// would make unsound), `IntoRawFd`, and `TryFrom<OwnedFd>` (in place of `FromRawFd`, which
+/// cannot report a failed registration); std and socket2 sockets convert with `TryFrom`.
 pub struct UnixListener {
-    fd: NetFd,
-    path: SocketFile,
-    manager: Option<Arc<PollManager>>,
+    pub(super) fd: NetFd,
+    pub(super) path: SocketFile,
+    pub(super) manager: Option<Arc<PollManager>>,
 }
 
 impl UnixListener {

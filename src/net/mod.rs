@@ -7,6 +7,7 @@
 //! | `conn.rs` | [`TcpConn`], [`UnixConn`]: `Read`/`Write`, async traits, socket options |
 //! | `listen.rs` | [`TcpListener`], [`UnixListener`], [`Incoming`], and `ListenConfig::listen_*` |
 //! | `dial.rs` | `Dialer::dial_*` making `TcpConn`/`UnixConn` |
+//! | `interop.rs` | raw fds (`AsRawFd`, `with_fd`, `IntoRawFd`), std and socket2 conversions; why no `AsFd`/`FromRawFd` |
 //!
 //! The poll descriptor, [`Dialer`], [`ListenConfig`] and the errors are the shared core below
 //! both faces (`transport/`), re-exported here.
@@ -35,6 +36,7 @@
 
 mod conn;
 mod dial;
+mod interop;
 mod listen;
 
 pub use crate::transport::dial::{CancelToken, Dialer};

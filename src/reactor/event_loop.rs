@@ -64,6 +64,43 @@ pub struct EventLoopBuilder<C> {
     keepalive: Option<Duration>,
 }
 
+impl<C> std::fmt::Debug for EventLoop<C> {
+    /// Never blocks: a table another thread holds right now prints as `<locked>` (as std's
+    /// `Mutex` prints), so it is safe from handlers and callbacks.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shared = &self.shared;
+        let mut s = f.debug_struct("EventLoop");
+        match shared.connections.try_lock() {
+            Ok(connections) => s.field("connections", &connections.len()),
+            Err(_) => s.field("connections", &format_args!("<locked>")),
+        };
+        match shared.run.try_lock() {
+            Ok(run) => s
+                .field("serving", &run.acceptor.is_some())
+                .field("shutting_down", &run.shutting_down),
+            Err(_) => s.field("run", &format_args!("<locked>")),
+        };
+        s.field("options", &shared.options)
+            .field("keepalive", &shared.keepalive)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> std::fmt::Debug for EventLoopBuilder<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoopBuilder")
+            .field("on_connect", &self.on_connect.is_some())
+            .field("on_request", &self.on_request.is_some())
+            .field("on_disconnect", &self.on_disconnect.is_some())
+            .field("options", &self.options)
+            .field("num_loops", &self.num_loops)
+            .field("load_balance", &self.load_balance)
+            .field("poll_manager", &self.poll_manager.is_some())
+            .field("keepalive", &self.keepalive)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Shared<C> {
     this: Weak<Shared<C>>,
     on_prepare: Prepare<C>,
@@ -306,6 +343,7 @@ impl<C: Send + Sync + 'static> EventLoop<C> {
     /// Accepts on `listener` and serves until [`shutdown`](EventLoop::shutdown) (then `Ok`) or
     /// a fatal accept error (then that error). One `serve` at a time per event loop.
     pub fn serve(&self, listener: Listener) -> Result<()> {
+        listener.ensure_nonblocking()?;
         let poller = self.shared.manager.get().pick();
         let acceptor = Arc::new_cyclic(|weak: &Weak<Acceptor>| {
             let handler: Weak<dyn EventHandler> = weak.clone();

@@ -60,7 +60,7 @@ impl Listener {
         Listener::from_socket(socket, Some(file))
     }
 
-    fn from_socket(socket: Socket, file: Option<SocketFile>) -> io::Result<Listener> {
+    pub(super) fn from_socket(socket: Socket, file: Option<SocketFile>) -> io::Result<Listener> {
         socket.set_nonblocking(true)?;
         let local_addr = Addr::from_sockaddr(&socket.local_addr()?);
         Ok(Listener {
@@ -68,6 +68,40 @@ impl Listener {
             local_addr,
             _socket_file: file,
         })
+    }
+
+    /// A listener on an adopted socket, infallibly (for `FromRawFd`): the non-blocking switch
+    /// fails only for a descriptor that is not open, which `from_raw_fd`'s contract rules out,
+    /// and [`ensure_nonblocking`](Self::ensure_nonblocking) repeats it before serving; an
+    /// address the kernel will not tell reads as an unnamed Unix socket.
+    pub(crate) fn adopt(socket: Socket) -> Listener {
+        let _ = socket.set_nonblocking(true);
+        let local_addr = socket
+            .local_addr()
+            .map(|a| Addr::from_sockaddr(&a))
+            .unwrap_or(Addr::Unix(None));
+        Listener {
+            socket,
+            local_addr,
+            _socket_file: None,
+        }
+    }
+
+    /// The socket, given up: a socket file this listener created stays in place.
+    pub(super) fn into_socket(self) -> Socket {
+        if let Some(file) = &self._socket_file {
+            file.disown();
+        }
+        self.socket
+    }
+
+    pub(super) fn socket(&self) -> &Socket {
+        &self.socket
+    }
+
+    /// Makes sure accepts cannot block the poller thread (an adopted fd may be blocking).
+    pub(crate) fn ensure_nonblocking(&self) -> io::Result<()> {
+        self.socket.set_nonblocking(true)
     }
 
     /// The address it listens on (with the real port when bound to port 0).

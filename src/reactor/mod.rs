@@ -6,12 +6,14 @@
 //! | `event_loop.rs` | [`EventLoop`] and its builder: accept, callbacks, graceful shutdown |
 //! | `connection/` | [`Connection`], [`ConnReader`], [`ConnWriter`], the handler task |
 //! | `dialer.rs` | [`Dialer`], [`dial_connection`]: the shared dial, wrapped as a `Connection` |
+//! | `interop.rs` | raw fds, std and socket2 conversions of [`Connection`] and [`Listener`] |
 //! | `listener.rs` | [`Listener`]: a listening socket from the shared `ListenConfig` |
 //! | `runner.rs` | [`HandlerPool`]: the threads handlers run on unless inline |
 
 pub mod connection;
 mod dialer;
 mod event_loop;
+mod interop;
 mod listener;
 pub mod runner;
 

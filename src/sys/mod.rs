@@ -6,13 +6,15 @@
 //!   `select(events, timeout)` that fills an [`Events`] array and retries `EINTR`;
 //! - [`Events`]: a growable array of kernel events, each readable as a token and a [`Ready`] set;
 //! - [`EventFd`]: a non-blocking counter that wakes a blocked `select`;
-//! - the socket calls in [`socket`]: `readv`, `sendmsg` with `MSG_NOSIGNAL`, `accept4`.
+//! - the socket calls in [`socket`]: `readv`, `sendmsg` with `MSG_NOSIGNAL`, `accept4`;
+//! - `interop.rs`: `FromRawFd` for the reactor face's `Listener` (an `unsafe fn`, so it lives here).
 //!
 //! Only Linux epoll exists today; a kqueue backend would add `kqueue.rs` with the same items and a
 //! `cfg` switch here, leaving every layer above untouched.
 
 mod epoll;
 mod eventfd;
+mod interop;
 pub(crate) mod socket;
 
 pub(crate) use epoll::{Events, Selector};

@@ -32,13 +32,17 @@ pub(crate) struct NetFd {
     read_lock: Mutex<()>,
     /// Serialises writes; holds the error that cut the last write short, for the next call.
     write_lock: Mutex<Option<io::Error>>,
+    /// The fd number at creation, for `AsRawFd` (which must not take a lock).
+    raw: RawFd,
 }
 
 impl NetFd {
     /// Takes a non-blocking socket and registers it on `poller`.
     pub(crate) fn new(socket: Socket, poller: Arc<Poller>) -> io::Result<NetFd> {
-        let desc = PollDesc::register(socket.as_raw_fd(), poller)?;
+        let raw = socket.as_raw_fd();
+        let desc = PollDesc::register(raw, poller)?;
         Ok(NetFd {
+            raw,
             socket: RwLock::new(Some(socket)),
             desc,
             read_lock: Mutex::new(()),
@@ -264,6 +268,15 @@ impl NetFd {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.desc.is_closing()
+    }
+
+    /// The fd number while open, -1 once a close has started (the number may be reused).
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        if self.is_closed() {
+            -1
+        } else {
+            self.raw
+        }
     }
 
     /// Takes the socket back, open, off its poller (the reactor face registers a dialed socket

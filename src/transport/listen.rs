@@ -242,6 +242,19 @@ impl SocketFile {
         }
     }
 
+    /// A path this process did not bind (an adopted listener): never removed.
+    pub(crate) fn foreign(path: PathBuf) -> SocketFile {
+        SocketFile {
+            path,
+            id: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Gives up the file: it stays when this is dropped (its socket changed owner).
+    pub(crate) fn disown(&self) {
+        self.id.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
     /// Removes the file if it is still ours; later calls do nothing.
     pub(crate) fn unlink(&self) {
         let id = self.id.lock().unwrap_or_else(|e| e.into_inner()).take();

@@ -3,6 +3,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `addr.rs` | [`Addr`](addr::Addr) (an IP address or a Unix path) and [`ToAddress`](addr::ToAddress), what dial and listen calls take |
+//! | `adopt.rs` | checks for sockets handed over by the user (std, socket2, fds) before either face wraps them |
 //! | `slot.rs` | one direction's waiter slot: empty / ready / waiting(thread or waker); loom-modelled |
 //! | `desc.rs` | `PollDesc`: two slots, the info word (closing, expired, event error), deadline timers |
 //! | `fd.rs` | `NetFd`: socket + descriptor, the close protocol, read/write/accept/connect loops |
@@ -15,6 +16,7 @@
 //! dialed or listening socket from here and registers it its own way.
 
 pub(crate) mod addr;
+pub(crate) mod adopt;
 pub(crate) mod desc;
 pub(crate) mod dial;
 pub(crate) mod error;

@@ -1,6 +1,7 @@
 //! `ConnReader`: the input buffer's reader, made to wait for bytes that have not arrived yet.
 
 use std::io::{self, ErrorKind, Result};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,6 +31,16 @@ pub struct ConnReader<'a> {
     inner: &'a Arc<ConnInner>,
     /// The input buffer's consumer side; holding it serialises readers.
     reader: Reader<'a>,
+}
+
+impl std::fmt::Debug for ConnReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Atomics only: safe to print from a handler or while another thread waits.
+        f.debug_struct("ConnReader")
+            .field("fd", &self.inner.socket.as_raw_fd())
+            .field("buffered", &self.inner.buffered())
+            .finish()
+    }
 }
 
 impl<'a> ConnReader<'a> {

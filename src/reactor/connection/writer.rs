@@ -1,6 +1,7 @@
 //! `ConnWriter`: the output buffer's writer, with a flush that sends and waits for room.
 
 use std::io::{self, ErrorKind, Result};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,6 +28,16 @@ pub struct ConnWriter<'a> {
     inner: &'a Arc<ConnInner>,
     /// The output buffer's producer side; holding it serialises writers.
     writer: Writer<'a>,
+}
+
+impl std::fmt::Debug for ConnWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // This guard's own state only: no lock is taken.
+        f.debug_struct("ConnWriter")
+            .field("fd", &self.inner.socket.as_raw_fd())
+            .field("unflushed", &self.malloc_len())
+            .finish()
+    }
 }
 
 impl<'a> ConnWriter<'a> {
