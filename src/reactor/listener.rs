@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
-use socket2::{SockAddr, Socket};
+use socket2::Socket;
 
 use crate::net::ListenConfig;
 use crate::sys::socket::accept4;
@@ -77,8 +77,8 @@ impl Listener {
 
     /// Accepts one pending connection: a non-blocking, close-on-exec socket and its peer.
     pub(crate) fn accept(&self) -> io::Result<(Socket, Addr)> {
-        let (fd, peer): (OwnedFd, SockAddr) = accept4(self.socket.as_raw_fd())?;
-        Ok((Socket::from(fd), Addr::from_sockaddr(&peer)))
+        let (socket, peer) = accept4(&self.socket)?;
+        Ok((socket, Addr::from_sockaddr(&peer)))
     }
 
     /// Stops listening without closing the fd: new connects are refused from now on (for TCP,
