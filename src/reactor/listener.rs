@@ -12,13 +12,29 @@ use crate::sys::socket::accept4;
 use crate::transport::addr::{Addr, ToAddress};
 use crate::transport::listen::SocketFile;
 
-/// A non-blocking listening socket (TCP or Unix) ready for an [`EventLoop`](crate::EventLoop).
+/// A non-blocking listening socket (TCP or Unix) ready for an [`EventLoop`](crate::EventLoop)
+/// (see [`EventLoop::serve`](crate::EventLoop::serve) for one served and shut down).
 ///
 /// ```
-/// let listener = netpoll::Listener::bind_tcp("127.0.0.1:0")?;
+/// use netpoll::Listener;
+///
+/// let listener = Listener::bind_tcp("127.0.0.1:0")?;
 /// assert_ne!(listener.local_addr().as_inet().unwrap().port(), 0);
-/// let taken = netpoll::Listener::bind_tcp(listener.local_addr().as_inet().unwrap());
+/// let taken = Listener::bind_tcp(listener.local_addr().as_inet().unwrap());
 /// assert!(taken.unwrap_err().to_string().starts_with("listen tcp 127.0.0.1:"));
+///
+/// // A Unix listener removes its socket file when dropped (if the path still names it).
+/// let path = std::env::temp_dir().join(format!("netpoll-doc-{}.sock", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// let unix = Listener::bind_unix(&path)?;
+/// assert!(path.exists());
+/// drop(unix);
+/// assert!(!path.exists());
+///
+/// // Or take over a std listener.
+/// let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let listener = Listener::try_from(std_listener)?;
+/// # let _ = listener;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug)]
