@@ -9,7 +9,7 @@
 //!
 //! | module        | owns |
 //! |---------------|------|
-//! | `sys`         | every syscall and FFI `unsafe`: epoll, eventfd, readv/sendmsg, accept4 |
+//! | `sys`         | every syscall and FFI `unsafe`: epoll, eventfd, readv; sendmsg, accept4 via socket2 |
 //! | [`poll`]      | [`poll::Poller`] threads, timers, the [`poll::PollManager`] that balances fds |
 //! | [`buffer`]    | `LinkBuffer`: pooled blocks, nocopy `Reader`/`Writer` (knows nothing of sockets) |
 //! | `transport`   | the shared core: [`Addr`], [`ToAddress`], the poll descriptor, the one dial and listen code |

@@ -74,6 +74,41 @@ pub use reader::Reader;
 pub use writer::Writer;
 
 /// A linked queue of byte blocks; see the [module documentation](self).
+///
+/// A writer/reader round trip: frames written into pool blocks come out as [`Bytes`] that share
+/// those blocks (no copy), and a caller's own `Bytes` is linked in and handed back as is.
+///
+/// ```
+/// use bytes::Bytes;
+/// use netpoll::buffer::LinkBuffer;
+///
+/// let buf = LinkBuffer::new();
+/// assert_eq!(buf.block_count(), 0); // a new buffer holds no memory
+///
+/// let payload = Bytes::from(vec![7u8; 1000]);
+/// let mut writer = buf.writer();
+/// writer.write_binary(&4u32.to_be_bytes());
+/// writer.write_string("ping");
+/// writer.write_direct(payload.clone()); // linked in, not copied
+/// writer.flush(); // all three become readable at once
+/// drop(writer);
+/// assert_eq!(buf.len(), 1008);
+///
+/// let mut reader = buf.reader();
+/// let len = reader.next(4)?;
+/// let body = reader.next(u32::from_be_bytes(len[..].try_into().unwrap()) as usize)?;
+/// assert_eq!(&body[..], b"ping");
+/// // nocopy `next`: both frames point into the block they were written to, side by side.
+/// assert_eq!(len.as_ptr().wrapping_add(4), body.as_ptr());
+/// // The caller's Bytes comes back as the same memory.
+/// assert_eq!(reader.next(1000)?.as_ptr(), payload.as_ptr());
+/// assert!(reader.is_empty());
+///
+/// reader.release(); // consumed blocks go back to the pool once no Bytes shares them
+/// drop(reader);
+/// assert_eq!(buf.block_count(), 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Default)]
 pub struct LinkBuffer {
     /// The producer's state; only a second producer ever waits for this lock.

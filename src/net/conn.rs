@@ -263,6 +263,34 @@ macro_rules! stream_connection {
 /// Raw fds: `AsRawFd`, [`with_fd`](TcpConn::with_fd) (in place of `AsFd`, which `close(&self)`
 /// would make unsound), `IntoRawFd`, and `TryFrom<OwnedFd>` (in place of `FromRawFd`, which
 /// cannot report a failed registration); std and socket2 sockets convert with `TryFrom`.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::time::{Duration, Instant};
+/// use netpoll::net;
+///
+/// let listener = net::listen_tcp("tcp", "127.0.0.1:0")?;
+/// let client = net::dial_tcp("tcp", listener.local_addr())?;
+/// let (server, peer) = listener.accept()?;
+/// assert_eq!(peer, client.local_addr());
+///
+/// // Read and Write on &TcpConn, as on std's &TcpStream: one thread may read while another
+/// // writes.
+/// (&client).write_all(b"ping")?;
+/// let mut buf = [0u8; 4];
+/// (&server).read_exact(&mut buf)?;
+/// assert_eq!(&buf, b"ping");
+///
+/// // A deadline bounds every read until it is moved; `is_timeout` tells that failure apart.
+/// server.set_read_deadline(Some(Instant::now() + Duration::from_millis(20)))?;
+/// let err = (&server).read_exact(&mut buf).unwrap_err();
+/// assert!(net::is_timeout(&err));
+///
+/// server.set_read_deadline(Some(Instant::now() + Duration::from_secs(5)))?;
+/// drop(client); // dropping closes it
+/// assert_eq!((&server).read_to_end(&mut Vec::new())?, 0); // end of stream
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct TcpConn {
     pub(super) fd: NetFd,
     pub(super) local: SocketAddr,

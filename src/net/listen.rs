@@ -86,6 +86,44 @@ pub fn listen_unix(path: impl AsRef<Path>) -> io::Result<UnixListener> {
 /// Raw fds: `AsRawFd`, [`with_fd`](TcpListener::with_fd) (in place of `AsFd`, which `close(&self)`
 /// would make unsound), `IntoRawFd`, and `TryFrom<OwnedFd>` (in place of `FromRawFd`, which
 /// cannot report a failed registration); std and socket2 sockets convert with `TryFrom`.
+///
+/// A thread serves connections from [`incoming`](Self::incoming) until another thread closes
+/// the listener:
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::net::{Shutdown, TcpStream};
+/// use std::sync::Arc;
+/// use netpoll::net;
+///
+/// let listener = Arc::new(net::listen_tcp("tcp", "127.0.0.1:0")?);
+/// let addr = listener.local_addr();
+///
+/// let accepting = Arc::clone(&listener);
+/// let server = std::thread::spawn(move || {
+///     let mut served = 0;
+///     for conn in accepting.incoming() {
+///         let Ok(conn) = conn else { break }; // the closed error: close() was called
+///         // A real server hands each connection to a thread (or task); this one echoes
+///         // until end of stream, then drops the connection, which closes it.
+///         std::io::copy(&mut &conn, &mut &conn)?;
+///         served += 1;
+///     }
+///     Ok::<_, std::io::Error>(served)
+/// });
+///
+/// for _ in 0..2 {
+///     let mut client = TcpStream::connect(addr)?;
+///     client.write_all(b"hi")?;
+///     client.shutdown(Shutdown::Write)?;
+///     let mut echo = String::new();
+///     client.read_to_string(&mut echo)?;
+///     assert_eq!(echo, "hi");
+/// }
+/// listener.close()?; // ends incoming() in the other thread at once
+/// assert_eq!(server.join().unwrap()?, 2);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct TcpListener {
     pub(super) fd: NetFd,
     pub(super) local: SocketAddr,

@@ -12,7 +12,7 @@
 //! The poll descriptor, [`Dialer`], [`ListenConfig`] and the errors are the shared core below
 //! both faces (`transport/`), re-exported here.
 //!
-//! ```no_run
+//! ```
 //! use std::io::{Read, Write};
 //! use std::time::{Duration, Instant};
 //!
@@ -31,6 +31,7 @@
 //! (&conn).write_all(b"hello")?;
 //! let mut echo = [0u8; 5];
 //! (&conn).read_exact(&mut echo)?;
+//! assert_eq!(&echo, b"hello");
 //! # Ok::<(), std::io::Error>(())
 //! ```
 

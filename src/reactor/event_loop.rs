@@ -31,7 +31,11 @@ const ACCEPTS_PER_EVENT: usize = 128;
 
 /// A network server: accepts connections and runs the callbacks on them.
 ///
-/// ```no_run
+/// An echo server on a free port, served from a thread, spoken to with std, and shut down:
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::time::{Duration, Instant};
 /// use netpoll::{EventLoop, Listener};
 ///
 /// let server = EventLoop::builder()
@@ -43,7 +47,24 @@ const ACCEPTS_PER_EVENT: usize = 128;
 ///         writer.flush()
 ///     })
 ///     .build()?;
-/// server.serve(Listener::bind_tcp("127.0.0.1:8080")?)?; // until shutdown
+/// let listener = Listener::bind_tcp("127.0.0.1:0")?;
+/// let addr = *listener.local_addr().as_inet().unwrap();
+///
+/// std::thread::scope(|s| {
+///     let serving = s.spawn(|| server.serve(listener)); // until shutdown
+///
+///     let mut client = std::net::TcpStream::connect(addr)?;
+///     client.set_read_timeout(Some(Duration::from_secs(5)))?;
+///     client.write_all(b"hello")?;
+///     let mut echo = [0u8; 5];
+///     client.read_exact(&mut echo)?;
+///     assert_eq!(&echo, b"hello");
+///
+///     // Graceful: stop accepting, close idle connections, give busy ones until the deadline.
+///     server.shutdown(Instant::now() + Duration::from_secs(5))?;
+///     assert_eq!(client.read(&mut echo)?, 0); // the server closed our connection
+///     serving.join().unwrap() // serve returned Ok
+/// })?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct EventLoop<C = ()> {
@@ -52,6 +73,57 @@ pub struct EventLoop<C = ()> {
 
 /// Configures an [`EventLoop`]. `C` is the per-connection context that `on_prepare` returns and
 /// the other callbacks receive.
+///
+/// A line server with a per-connection line counter as its context, a greeting, timeouts, and
+/// its own poller instead of the process-wide ones:
+///
+/// ```
+/// use std::io::{BufRead, BufReader, Write};
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::time::{Duration, Instant};
+/// use netpoll::{EventLoop, Listener};
+///
+/// let server = EventLoop::builder()
+///     .on_prepare(|_conn| AtomicUsize::new(0)) // the context of each connection
+///     .on_connect(|_lines, conn| {
+///         let mut writer = conn.writer();
+///         let _ = writer.write_string("hi\n").and_then(|()| writer.flush());
+///     })
+///     .on_request(|lines, conn| {
+///         let line = conn.reader().until(b'\n')?; // waits for a whole line
+///         let n = lines.fetch_add(1, Ordering::Relaxed) + 1;
+///         let mut writer = conn.writer();
+///         writer.write_string(&format!("{n}: "))?;
+///         writer.write_direct(line)?;
+///         writer.flush()
+///     })
+///     .read_timeout(Duration::from_secs(5)) // a started frame must complete within 5 s
+///     .idle_timeout(Duration::from_secs(60)) // silent connections are closed
+///     .num_loops(1)
+///     .build()?;
+/// let listener = Listener::bind_tcp("127.0.0.1:0")?;
+/// let addr = *listener.local_addr().as_inet().unwrap();
+///
+/// std::thread::scope(|s| {
+///     let serving = s.spawn(|| server.serve(listener));
+///     let client = std::net::TcpStream::connect(addr)?;
+///     client.set_read_timeout(Some(Duration::from_secs(5)))?;
+///     let mut lines = BufReader::new(&client);
+///     let mut line = String::new();
+///     lines.read_line(&mut line)?;
+///     assert_eq!(line, "hi\n");
+///     (&client).write_all(b"one\ntwo\n")?;
+///     for expected in ["1: one\n", "2: two\n"] {
+///         line.clear();
+///         lines.read_line(&mut line)?;
+///         assert_eq!(line, expected);
+///     }
+///     assert_eq!(server.connections(), 1);
+///     server.shutdown(Instant::now() + Duration::from_secs(5))?;
+///     serving.join().unwrap()
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct EventLoopBuilder<C> {
     on_prepare: Prepare<C>,
     on_connect: Option<Hook<C>>,
@@ -287,7 +359,7 @@ impl<C: Send + Sync + 'static> EventLoopBuilder<C> {
     /// Input a handler consumed before a write failed is its own to keep: a handler that
     /// writes several replies per call should peek, write, then skip.
     ///
-    /// ```no_run
+    /// ```
     /// # use netpoll::EventLoop;
     /// let server = EventLoop::builder()
     ///     .inline_handlers()

@@ -5,20 +5,36 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
-use socket2::{SockAddr, Socket};
+use socket2::Socket;
 
 use crate::net::ListenConfig;
 use crate::sys::socket::accept4;
 use crate::transport::addr::{Addr, ToAddress};
 use crate::transport::listen::SocketFile;
 
-/// A non-blocking listening socket (TCP or Unix) ready for an [`EventLoop`](crate::EventLoop).
+/// A non-blocking listening socket (TCP or Unix) ready for an [`EventLoop`](crate::EventLoop)
+/// (see [`EventLoop::serve`](crate::EventLoop::serve) for one served and shut down).
 ///
 /// ```
-/// let listener = netpoll::Listener::bind_tcp("127.0.0.1:0")?;
+/// use netpoll::Listener;
+///
+/// let listener = Listener::bind_tcp("127.0.0.1:0")?;
 /// assert_ne!(listener.local_addr().as_inet().unwrap().port(), 0);
-/// let taken = netpoll::Listener::bind_tcp(listener.local_addr().as_inet().unwrap());
+/// let taken = Listener::bind_tcp(listener.local_addr().as_inet().unwrap());
 /// assert!(taken.unwrap_err().to_string().starts_with("listen tcp 127.0.0.1:"));
+///
+/// // A Unix listener removes its socket file when dropped (if the path still names it).
+/// let path = std::env::temp_dir().join(format!("netpoll-doc-{}.sock", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// let unix = Listener::bind_unix(&path)?;
+/// assert!(path.exists());
+/// drop(unix);
+/// assert!(!path.exists());
+///
+/// // Or take over a std listener.
+/// let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let listener = Listener::try_from(std_listener)?;
+/// # let _ = listener;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug)]
@@ -111,8 +127,8 @@ impl Listener {
 
     /// Accepts one pending connection: a non-blocking, close-on-exec socket and its peer.
     pub(crate) fn accept(&self) -> io::Result<(Socket, Addr)> {
-        let (fd, peer): (OwnedFd, SockAddr) = accept4(self.socket.as_raw_fd())?;
-        Ok((Socket::from(fd), Addr::from_sockaddr(&peer)))
+        let (socket, peer) = accept4(&self.socket)?;
+        Ok((socket, Addr::from_sockaddr(&peer)))
     }
 
     /// Stops listening without closing the fd: new connects are refused from now on (for TCP,

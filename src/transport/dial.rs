@@ -151,6 +151,29 @@ impl fmt::Debug for CancelToken {
 
 /// How to dial (Go's `net.Dialer`). Defaults: no timeout, happy eyeballs after 300 ms, keepalive
 /// 15 s, `TCP_NODELAY`, the global pollers.
+///
+/// Its `dial_tcp`/`dial_unix` make the Go-net face's connections; the reactor face's
+/// [`Dialer`](crate::Dialer) wraps one to make [`Connection`](crate::Connection)s.
+///
+/// ```
+/// use std::time::Duration;
+/// use netpoll::net::{self, CancelToken, Dialer, KeepAliveConfig};
+///
+/// let listener = net::listen_tcp("tcp", "127.0.0.1:0")?;
+/// let dialer = Dialer::new()
+///     .timeout(Duration::from_secs(5)) // the whole dial: resolution and every address
+///     .keepalive(Some(KeepAliveConfig { idle: Duration::from_secs(30), ..Default::default() }))
+///     .control(|socket| socket.set_recv_buffer_size(256 << 10)); // before connect
+/// let conn = dialer.dial_tcp("tcp", listener.local_addr())?;
+/// assert_eq!(conn.peer_addr(), listener.local_addr());
+///
+/// // A token cancels dials from another thread; one cancelled already makes no socket at all.
+/// let token = CancelToken::new();
+/// token.cancel();
+/// let err = dialer.cancel_token(token).dial_tcp("tcp", listener.local_addr()).unwrap_err();
+/// assert!(net::is_canceled(&err));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Dialer {
     timeout: Option<Duration>,

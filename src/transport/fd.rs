@@ -14,7 +14,7 @@
 //!   are not kept: the info word already makes them persist.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, TryLockError};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -76,14 +76,14 @@ impl NetFd {
     pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         let _serial = lock(&self.read_lock);
         let guard = self.guard()?;
-        let fd = socket(&guard).as_raw_fd();
+        let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
         if bufs.iter().all(|b| b.is_empty()) {
             return Ok(0);
         }
         loop {
-            match readv(fd, bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(fd, Mode::Read)?,
+            match readv(sock, bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(sock, Mode::Read)?,
                 result => return result,
             }
         }
@@ -98,14 +98,14 @@ impl NetFd {
     pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let mut sticky = lock(&self.write_lock);
         let guard = self.guard()?;
-        let fd = socket(&guard).as_raw_fd();
+        let sock = socket(&guard);
         self.desc.check(Mode::Write)?;
         if let Some(e) = sticky.take() {
             return Err(e);
         }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         // The common case sends everything at once without copying the slice list.
-        let mut written = match self.send_once(fd, bufs) {
+        let mut written = match self.send_once(sock, bufs) {
             Ok(n) if n == total => return Ok(n),
             Ok(n) => n,
             Err(e) => return Err(e),
@@ -114,7 +114,7 @@ impl NetFd {
         let mut rest = &mut rest[..];
         IoSlice::advance_slices(&mut rest, written);
         while written < total {
-            match self.send_once(fd, rest) {
+            match self.send_once(sock, rest) {
                 Ok(n) => {
                     written += n;
                     IoSlice::advance_slices(&mut rest, n);
@@ -132,29 +132,29 @@ impl NetFd {
     }
 
     /// One `sendmsg`, waiting for room first if the socket is full.
-    fn send_once(&self, fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    fn send_once(&self, sock: &Socket, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         loop {
-            match sendmsg(fd, bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(fd, Mode::Write)?,
+            match sendmsg(sock, bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(sock, Mode::Write)?,
                 result => return result,
             }
         }
     }
 
     /// `PollDesc::wait`, with an error event turned into the socket's own error.
-    fn wait(&self, fd: RawFd, mode: Mode) -> io::Result<()> {
-        self.desc.wait(mode).map_err(|e| socket_error(fd, e))
+    fn wait(&self, sock: &Socket, mode: Mode) -> io::Result<()> {
+        self.desc.wait(mode).map_err(|e| socket_error(sock, e))
     }
 
     /// Accepts one connection (non-blocking, close-on-exec); `ECONNABORTED` is retried.
     pub(crate) fn accept(&self) -> io::Result<(Socket, SockAddr)> {
         let _serial = lock(&self.read_lock);
         let guard = self.guard()?;
-        let fd = socket(&guard).as_raw_fd();
+        let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
         loop {
-            match accept_once(fd) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(fd, Mode::Read)?,
+            match accept_once(sock) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(sock, Mode::Read)?,
                 result => return result,
             }
         }
@@ -174,16 +174,16 @@ impl NetFd {
     ) -> Poll<io::Result<usize>> {
         let _serial = try_lock(&self.read_lock, "read")?;
         let guard = self.guard()?;
-        let fd = socket(&guard).as_raw_fd();
+        let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
         if bufs.iter().all(|b| b.is_empty()) {
             return Poll::Ready(Ok(0));
         }
         loop {
-            match readv(fd, bufs) {
+            match readv(sock, bufs) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     std::task::ready!(self.desc.poll_wait(Mode::Read, cx))
-                        .map_err(|e| socket_error(fd, e))?
+                        .map_err(|e| socket_error(sock, e))?
                 }
                 result => return Poll::Ready(result),
             }
@@ -198,13 +198,13 @@ impl NetFd {
     ) -> Poll<io::Result<usize>> {
         let mut sticky = try_lock(&self.write_lock, "write")?;
         let guard = self.guard()?;
-        let fd = socket(&guard).as_raw_fd();
+        let sock = socket(&guard);
         self.desc.check(Mode::Write)?;
         if let Some(e) = sticky.take() {
             return Poll::Ready(Err(e));
         }
         loop {
-            match sendmsg(fd, bufs) {
+            match sendmsg(sock, bufs) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     std::task::ready!(self.desc.poll_wait(Mode::Write, cx))?
                 }
@@ -216,13 +216,13 @@ impl NetFd {
     pub(crate) fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Socket, SockAddr)>> {
         let _serial = try_lock(&self.read_lock, "accept")?;
         let guard = self.guard()?;
-        let fd = socket(&guard).as_raw_fd();
+        let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
         loop {
-            match accept_once(fd) {
+            match accept_once(sock) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     std::task::ready!(self.desc.poll_wait(Mode::Read, cx))
-                        .map_err(|e| socket_error(fd, e))?
+                        .map_err(|e| socket_error(sock, e))?
                 }
                 result => return Poll::Ready(result),
             }
@@ -303,10 +303,10 @@ impl Drop for NetFd {
     }
 }
 
-fn accept_once(fd: RawFd) -> io::Result<(Socket, SockAddr)> {
+fn accept_once(listener: &Socket) -> io::Result<(Socket, SockAddr)> {
     loop {
-        match accept4(fd) {
-            Ok((fd, addr)) => return Ok((Socket::from(fd), addr)),
+        match accept4(listener) {
+            Ok(accepted) => return Ok(accepted),
             // The peer gave up while queued: not this listener's error (Go retries too).
             Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
             Err(e) => return Err(e),
@@ -315,14 +315,14 @@ fn accept_once(fd: RawFd) -> io::Result<(Socket, SockAddr)> {
 }
 
 /// Replaces an `EventError` with the socket's pending error, if it has one.
-fn socket_error(fd: RawFd, e: io::Error) -> io::Error {
+fn socket_error(socket: &Socket, e: io::Error) -> io::Error {
     if !e
         .get_ref()
         .is_some_and(|inner| inner.is::<error::EventError>())
     {
         return e;
     }
-    match crate::sys::socket::take_error(fd) {
+    match socket.take_error() {
         Ok(Some(socket_error)) => socket_error,
         _ => e,
     }

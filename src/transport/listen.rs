@@ -20,7 +20,27 @@ use crate::sys::socket::stream_socket;
 /// (Go's `Control`): set options the config does not cover. An error aborts the listen or dial.
 pub type ControlHook = Arc<dyn Fn(&Socket) -> io::Result<()> + Send + Sync>;
 
-/// How to listen (Go's `net.ListenConfig`).
+/// How to listen (Go's `net.ListenConfig`). One config serves both faces: its `listen_tcp`
+/// and `listen_unix` make [`net::TcpListener`](crate::net::TcpListener)s and
+/// [`net::UnixListener`](crate::net::UnixListener)s, and [`Listener::with_config`](crate::Listener::with_config)
+/// the reactor face's listeners.
+///
+/// ```
+/// use std::time::Duration;
+/// use netpoll::net::{KeepAliveConfig, ListenConfig};
+///
+/// let config = ListenConfig::new()
+///     .with_backlog(1024)
+///     .reuse_port(true) // several listeners on one port; the kernel spreads connections
+///     .keepalive(Some(KeepAliveConfig { idle: Duration::from_secs(60), ..Default::default() }))
+///     .control(|socket| socket.set_recv_buffer_size(256 << 10)); // before bind
+/// let go_style = config.listen_tcp("tcp", "127.0.0.1:0")?;
+/// let port = go_style.local_addr().port();
+/// // With SO_REUSEPORT a reactor-face listener can share the port.
+/// let reactor = netpoll::Listener::with_config(&config, "tcp", ("127.0.0.1", port))?;
+/// assert_eq!(reactor.local_addr().as_inet(), Some(&go_style.local_addr()));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct ListenConfig {
     backlog: Option<i32>,

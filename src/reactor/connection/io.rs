@@ -8,7 +8,6 @@
 //! reported whatever the interest, and would be reported again on every wait).
 
 use std::io::{ErrorKind, IoSlice, Result};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -47,7 +46,7 @@ impl ConnInner {
             let mut producer = self.input.writer();
             let size = producer.next_book_size();
             let mut booked = producer.book(size, 2);
-            let result = readv(self.socket.as_raw_fd(), &mut booked);
+            let result = readv(&self.socket, &mut booked);
             producer.book_ack(*result.as_ref().unwrap_or(&0));
             result
         };
@@ -142,7 +141,7 @@ impl ConnInner {
                 consumer.release();
                 return Ok(true);
             }
-            match sendmsg(self.socket.as_raw_fd(), &slices[..count]) {
+            match sendmsg(&self.socket, &slices[..count]) {
                 Ok(n) => {
                     consumer.skip(n)?;
                     consumer.release();

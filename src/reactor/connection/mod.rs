@@ -52,6 +52,40 @@ type OnceCallback = Box<dyn FnOnce(&Connection) + Send>;
 /// Reading waits: [`ConnReader::next`] returns once n bytes arrived, the read timeout passed
 /// (`TimedOut`), or the connection closed (`UnexpectedEof` when the peer finished,
 /// `NotConnected` when it was closed here). Writing buffers until [`Connection::flush`].
+///
+/// Servers get theirs in the [`EventLoop`](crate::EventLoop) callbacks; clients dial one. Here
+/// a client talks to a std peer, then closes:
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::sync::mpsc;
+/// use std::time::Duration;
+///
+/// let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let address = server.local_addr()?.to_string();
+/// let conn = netpoll::dial_connection("tcp", &address, Some(Duration::from_secs(5)))?;
+/// let (mut peer, _) = server.accept()?;
+/// peer.set_read_timeout(Some(Duration::from_secs(5)))?;
+/// conn.set_read_timeout(Some(Duration::from_secs(5))); // bounds every waiting read
+///
+/// let mut writer = conn.writer();
+/// writer.write_string("ping")?;
+/// writer.flush()?; // sent now
+/// drop(writer);
+/// let mut buf = [0u8; 4];
+/// peer.read_exact(&mut buf)?;
+/// peer.write_all(b"pong")?;
+/// assert_eq!(&conn.reader().next(4)?[..], b"pong"); // waits for the 4 bytes
+///
+/// let (tx, closed) = mpsc::channel();
+/// conn.add_close_callback(move |_conn| tx.send(()).unwrap()); // runs once, after close
+/// let handle = conn.clone(); // clones share the connection
+/// handle.close();
+/// assert!(!conn.is_active());
+/// closed.recv_timeout(Duration::from_secs(5)).unwrap();
+/// assert_eq!(peer.read(&mut buf)?, 0); // the peer sees end of stream
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Connection {
     pub(crate) inner: Arc<ConnInner>,

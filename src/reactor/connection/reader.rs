@@ -18,14 +18,30 @@ use crate::buffer::{LinkBuffer, Reader};
 ///
 /// Returned `Bytes` share the buffer's blocks when the range lies in one block (no copy).
 ///
-/// ```no_run
-/// # fn handle(conn: &netpoll::Connection) -> std::io::Result<()> {
+/// A length-prefixed frame whose body arrives later; each `next` waits for its bytes:
+///
+/// ```
+/// use std::io::Write;
+/// use std::time::Duration;
+/// # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let conn = netpoll::Dialer::new().dial_tcp("tcp", server.local_addr()?)?;
+/// # let (mut peer, _) = server.accept()?;
+/// // `conn` is a netpoll::Connection, `peer` a std::net::TcpStream at its other end.
+/// conn.set_read_timeout(Some(Duration::from_secs(5)));
+/// peer.write_all(&5u32.to_be_bytes())?;
+/// let sender = std::thread::spawn(move || {
+///     std::thread::sleep(Duration::from_millis(20));
+///     peer.write_all(b"hello")
+/// });
+///
 /// let mut reader = conn.reader();
 /// let header = reader.next(4)?;                       // waits for 4 bytes
 /// let len = u32::from_be_bytes(header[..].try_into().unwrap()) as usize;
 /// let body = reader.next(len)?;                       // waits for the body
-/// # let _ = body; Ok(())
-/// # }
+/// assert_eq!(&body[..], b"hello");
+/// assert!(reader.is_empty());
+/// # sender.join().unwrap()?;
+/// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct ConnReader<'a> {
     inner: &'a Arc<ConnInner>,

@@ -15,14 +15,24 @@ use crate::buffer::{LinkBuffer, Writer};
 /// [`flush`](ConnWriter::flush), all at once. Past the output cap a write first waits (up to
 /// the write timeout) for the peer to read what is queued.
 ///
-/// ```no_run
-/// # fn handle(conn: &netpoll::Connection) -> std::io::Result<()> {
+/// ```
+/// use std::io::Read;
+/// # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let conn = netpoll::Dialer::new().dial_tcp("tcp", server.local_addr()?)?;
+/// # let (mut peer, _) = server.accept()?;
+/// # peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+/// // `conn` is a netpoll::Connection, `peer` a std::net::TcpStream at its other end.
 /// let mut writer = conn.writer();
 /// writer.write_binary(&5u32.to_be_bytes())?;
 /// writer.write_string("hello")?;
-/// writer.flush()?; // one sendmsg for both
-/// # Ok(())
-/// # }
+/// writer.write_direct(bytes::Bytes::from_static(b"!"))?; // linked in, not copied
+/// writer.flush()?; // one sendmsg for all three
+/// drop(writer);
+///
+/// let mut frame = [0u8; 10];
+/// peer.read_exact(&mut frame)?;
+/// assert_eq!(&frame[..], b"\0\0\0\x05hello!");
+/// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct ConnWriter<'a> {
     inner: &'a Arc<ConnInner>,
