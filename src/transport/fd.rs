@@ -14,7 +14,7 @@
 //!   are not kept: the info word already makes them persist.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, TryLockError};
 use std::task::{Context, Poll};
 use std::time::Instant;
