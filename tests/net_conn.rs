@@ -94,7 +94,7 @@ fn write_deadline_fires_when_the_peer_does_not_read() {
 #[test]
 fn past_deadline_fails_at_once_even_with_data_buffered() {
     let (client, server) = tcp_pair();
-    (&server).write(b"ready").unwrap();
+    (&server).write_all(b"ready").unwrap();
     // Wait (bounded) until the data has arrived, with a generous deadline.
     client
         .set_read_deadline(Some(Instant::now() + LIMIT))
@@ -171,7 +171,7 @@ fn deadline_extended_while_blocked_keeps_waiting() {
         .set_read_deadline(Some(Instant::now() + LIMIT))
         .unwrap();
     thread::sleep(Duration::from_millis(300)); // past the first deadline
-    (&server).write(b"late").unwrap();
+    (&server).write_all(b"late").unwrap();
     let got = bounded(move || reader.join().unwrap()).unwrap();
     assert_eq!(got, b"late");
 }
@@ -214,7 +214,7 @@ fn deadline_cleared_waits_forever() {
         thread::spawn(move || (&*client).read(&mut [0u8; 4]))
     };
     thread::sleep(Duration::from_millis(200)); // the cleared deadline's timer fires meanwhile
-    (&server).write(b"data").unwrap();
+    (&server).write_all(b"data").unwrap();
     assert_eq!(bounded(move || reader.join().unwrap()).unwrap(), 4);
 }
 
@@ -229,7 +229,7 @@ fn many_deadline_moves_leave_only_the_last_one() {
                 Instant::now() + Duration::from_millis(20 + u64::from(i % 7)),
             ))
             .unwrap();
-        (&server).write(&i.to_be_bytes()).unwrap();
+        (&server).write_all(&i.to_be_bytes()).unwrap();
         let mut buf = [0u8; 4];
         (&client).read_exact(&mut buf).unwrap();
         assert_eq!(u32::from_be_bytes(buf), i);
@@ -238,7 +238,7 @@ fn many_deadline_moves_leave_only_the_last_one() {
         .set_read_deadline(Some(Instant::now() + Duration::from_millis(300)))
         .unwrap();
     thread::sleep(Duration::from_millis(60)); // every earlier timer has fired by now
-    (&server).write(b"ok").unwrap();
+    (&server).write_all(b"ok").unwrap();
     let mut buf = [0u8; 2];
     (&client).read_exact(&mut buf).unwrap();
 }
@@ -411,7 +411,8 @@ fn basic_io_with_random_sizes_both_ways() {
             while filled < len {
                 let n = if round % 3 == 0 {
                     let (a, b) = got[filled..].split_at_mut((len - filled).div_ceil(2));
-                    (&*to).read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)])
+                    (&*to)
+                        .read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)])
                         .unwrap()
                 } else {
                     let end = (filled + rng.usize(1..=65536)).min(len);
@@ -463,8 +464,8 @@ fn ten_thousand_blocked_reads_are_each_woken_by_their_own_data() {
     for &i in &order {
         let (a, b) = &pairs[i];
         let tag = |side: u8| ((i as u32) << 1 | u32::from(side)).to_be_bytes();
-        (&**b).write(&tag(0)).unwrap(); // read by a (side 0)
-        (&**a).write(&tag(1)).unwrap(); // read by b (side 1)
+        (&**b).write_all(&tag(0)).unwrap(); // read by a (side 0)
+        (&**a).write_all(&tag(1)).unwrap(); // read by b (side 1)
     }
     let deadline = Instant::now() + 3 * LIMIT;
     for _ in 0..2 * PAIRS {
@@ -481,14 +482,14 @@ fn ten_thousand_blocked_reads_are_each_woken_by_their_own_data() {
 #[test]
 fn close_write_gives_the_peer_eof_and_close_read_gives_us_eof() {
     let (client, server) = tcp_pair();
-    (&client).write(b"bye").unwrap();
+    (&client).write_all(b"bye").unwrap();
     client.close_write().unwrap();
     server.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
     let mut all = Vec::new();
     (&server).read_to_end(&mut all).unwrap();
     assert_eq!(all, b"bye");
     // The other direction still works after a half close.
-    (&server).write(b"still here").unwrap();
+    (&server).write_all(b"still here").unwrap();
     let mut buf = [0u8; 10];
     client.read_exact_all(&mut buf);
     assert_eq!(&buf, b"still here");
@@ -568,7 +569,7 @@ fn wildcard_listen_accepts_ipv4() {
     let port = listener.local_addr().port();
     let client = net::dial_tcp("tcp4", format!("127.0.0.1:{port}")).unwrap();
     let (server, _) = listener.accept().unwrap();
-    (&client).write(b"v4").unwrap();
+    (&client).write_all(b"v4").unwrap();
     let mut buf = [0u8; 2];
     server.read_exact_all(&mut buf);
     assert_eq!(&buf, b"v4");
@@ -583,7 +584,7 @@ fn unix_listener_accepts_and_removes_its_file_on_close() {
     let listener = net::listen_unix(&path).unwrap();
     let client = net::dial_unix(&path).unwrap();
     let (server, _) = listener.accept().unwrap();
-    (&client).write(b"unix").unwrap();
+    (&client).write_all(b"unix").unwrap();
     server.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
     let mut buf = [0u8; 4];
     (&server).read_exact(&mut buf).unwrap();
@@ -600,7 +601,7 @@ fn a_closed_fd_number_reused_at_once_gets_no_stale_wake() {
     // the lowest free fd number): none of them may see data or a wake meant for the old one.
     for _ in 0..50 {
         let (a, b) = UnixConn::pair().unwrap();
-        (&b).write(b"old").unwrap();
+        (&b).write_all(b"old").unwrap();
         a.close_now().unwrap();
         drop(b);
         let (c, _d) = UnixConn::pair().unwrap();
@@ -632,7 +633,7 @@ fn an_accept_loop_survives_peers_that_reset_before_being_accepted() {
                 conn.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
                 let mut buf = [0u8; 5];
                 if (&conn).read_exact(&mut buf).is_ok() {
-                    (&conn).write(&buf).unwrap();
+                    (&conn).write_all(&buf).unwrap();
                 }
             }
         })
@@ -705,7 +706,7 @@ fn an_old_unix_listener_leaves_a_newer_listeners_file_alone() {
     );
     let client = net::dial_unix(&path).unwrap();
     let (server, _) = new.accept().unwrap();
-    (&client).write(b"x").unwrap();
+    (&client).write_all(b"x").unwrap();
     server.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
     (&server).read_exact(&mut [0u8; 1]).unwrap();
 
@@ -736,7 +737,7 @@ fn unix_incoming_serves_then_ends_with_the_closed_error_at_close() {
         thread::spawn(move || {
             let mut incoming = listener.incoming();
             let conn = incoming.next().unwrap().unwrap();
-            (&conn).write(b"hi").unwrap();
+            (&conn).write_all(b"hi").unwrap();
             let end = incoming.next().unwrap().unwrap_err();
             (net::is_closed(&end), incoming.next().is_none())
         })

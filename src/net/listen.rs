@@ -67,7 +67,8 @@ impl ListenConfig {
         let path = path.as_ref();
         let (socket, file) = self.unix_socket(path)?;
         let register = || NetFd::new(socket, poller_for(self.manager(), None)?);
-        let fd = register().map_err(|e| context("listen", "unix", &path.display().to_string(), e))?;
+        let fd =
+            register().map_err(|e| context("listen", "unix", &path.display().to_string(), e))?;
         Ok(UnixListener {
             fd,
             path: file,

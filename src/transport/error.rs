@@ -243,10 +243,19 @@ mod tests {
         assert!(is_canceled(&e));
         assert_eq!(e.to_string(), "dial tcp a:1: operation was canceled");
         let inner = with_op("read", "unix", None, None, closed());
-        assert_eq!(inner.to_string(), "read unix: use of closed network connection");
+        assert_eq!(
+            inner.to_string(),
+            "read unix: use of closed network connection"
+        );
         let e = with_op("accept", "tcp", None, Some("[::]:80".into()), inner);
         assert!(is_closed(&e) && e.kind() == io::ErrorKind::NotConnected);
-        let e = with_op("read", "tcp", Some("a:1".into()), Some("b:2".into()), timeout());
+        let e = with_op(
+            "read",
+            "tcp",
+            Some("a:1".into()),
+            Some("b:2".into()),
+            timeout(),
+        );
         assert!(is_timeout(&e));
         assert_eq!(e.to_string(), "read tcp a:1->b:2: i/o timeout");
     }
