@@ -167,7 +167,7 @@ fn go_net_raw_fd_is_minus_one_after_close_and_with_fd_lends_it() {
         .unwrap()
         .unwrap();
     assert!(size > 0);
-    a.close().unwrap();
+    a.close_now().unwrap();
     assert_eq!(a.as_raw_fd(), -1);
     assert!(net::is_closed(&a.with_fd(|_| ()).unwrap_err()));
     assert_eq!(a.into_raw_fd(), -1, "a closed connection has no fd to give");

@@ -209,8 +209,7 @@ fn echo_on_tokio_with_futures_traits(runtime: tokio::runtime::Runtime) {
                     tokio::spawn(async move {
                         let mut writer = &*conn;
                         writer.write_all(&data).await?;
-                        // `writer.close()` would be the inherent `TcpConn::close`.
-                        AsyncWriteExt::close(&mut writer).await
+                        writer.close().await
                     })
                 };
                 let mut got = Vec::new();
@@ -413,7 +412,7 @@ fn a_parked_async_read_is_woken_by_data() {
     let mut buf = [0u8; 16];
     assert!(poll_read(&server, &mut cx, &mut buf).is_pending());
 
-    client.write(b"wake up").unwrap();
+    io::Write::write_all(&mut &client, b"wake up").unwrap();
     woken
         .recv_timeout(LIMIT)
         .expect("data did not wake the parked read");
@@ -435,7 +434,7 @@ fn a_read_parked_in_block_on_on_another_thread_is_woken_by_data() {
     };
     let reading = thread::spawn(move || block_on(read));
     parked.recv_timeout(LIMIT).expect("the read never parked");
-    client.write(b"hello").unwrap();
+    io::Write::write_all(&mut &client, b"hello").unwrap();
     let got = bounded(move || reading.join().unwrap()).unwrap();
     assert_eq!(&got, b"hello");
 }
@@ -470,7 +469,7 @@ fn an_async_read_times_out_at_its_read_deadline() {
     server
         .set_read_deadline(Some(Instant::now() + LIMIT))
         .unwrap();
-    client.write(b"r").unwrap();
+    io::Write::write_all(&mut &client, b"r").unwrap();
     let n = bounded(move || {
         let mut reader = &*server;
         block_on(AsyncReadExt::read(&mut reader, &mut one)).map(|n| (n, one))
@@ -509,13 +508,13 @@ fn close_from_another_thread_unblocks_a_pending_async_read() {
     parked.recv_timeout(LIMIT).expect("the read never parked");
     {
         let server = server.clone();
-        bounded(move || server.close()).unwrap();
+        bounded(move || server.close_now()).unwrap();
     }
     let err = bounded(move || reading.join().unwrap()).unwrap_err();
     assert!(net::is_closed(&err), "{err}");
     assert!(!net::is_timeout(&err));
     assert!(server.is_closed());
-    assert!(net::is_closed(&server.close().unwrap_err()));
+    assert!(net::is_closed(&server.close_now().unwrap_err()));
 
     // The peer sees the close as end of stream.
     let mut rest = Vec::new();
@@ -548,7 +547,7 @@ fn a_parked_async_write_completes_once_the_peer_reads() {
         let mut total = 0usize;
         let mut buf = vec![0u8; 256 * 1024];
         while total < written + chunk.len() {
-            match server.read(&mut buf) {
+            match io::Read::read(&mut &server, &mut buf) {
                 Ok(0) => break,
                 Ok(n) => total += n,
                 Err(e) => panic!("read failed: {e}"),
@@ -720,7 +719,7 @@ mod tokio_traits {
         };
         let parked = parked_rx.recv_timeout(LIMIT).unwrap();
         parked.recv_timeout(LIMIT).expect("the read never parked");
-        client.close().unwrap();
+        client.close_now().unwrap();
         let err = bounded(move || reader.join().unwrap()).unwrap_err();
         assert!(net::is_closed(&err), "{err}");
 

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{ErrorKind, IoSlice, IoSliceMut, Read};
+use std::io::{ErrorKind, IoSlice, IoSliceMut, Read, Write};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -43,7 +43,7 @@ fn fill_send_buffer(conn: &TcpConn) {
     let chunk = vec![0u8; 64 * 1024];
     let start = Instant::now();
     loop {
-        match conn.write(&chunk) {
+        match (&*conn).write(&chunk) {
             Ok(n) if n == chunk.len() => assert!(start.elapsed() < LIMIT, "never filled"),
             Ok(_) => {} // cut short by the deadline; the next call reports it
             Err(e) => {
@@ -62,14 +62,14 @@ fn read_deadline_fires_with_a_timeout_error() {
     client
         .set_read_deadline(Some(start + Duration::from_millis(50)))
         .unwrap();
-    let err = client.read(&mut [0u8; 8]).unwrap_err();
+    let err = (&client).read(&mut [0u8; 8]).unwrap_err();
     assert!(net::is_timeout(&err), "{err}");
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert!(!net::is_closed(&err));
     assert!(start.elapsed() >= Duration::from_millis(50));
     assert!(start.elapsed() < LIMIT);
     // It stays expired until the deadline changes.
-    assert!(net::is_timeout(&client.read(&mut [0u8; 8]).unwrap_err()));
+    assert!(net::is_timeout(&(&client).read(&mut [0u8; 8]).unwrap_err()));
 }
 
 #[test]
@@ -84,29 +84,29 @@ fn write_deadline_fires_when_the_peer_does_not_read() {
         .unwrap();
     // The kernel may still take a little (its buffers grow), but never 8 MiB in 30 ms.
     let big = vec![1u8; 8 << 20];
-    match client.write(&big) {
+    match (&client).write(&big) {
         Ok(n) => assert!(n < big.len(), "a full socket took everything"),
         Err(e) => assert!(net::is_timeout(&e), "{e}"),
     }
-    assert!(net::is_timeout(&client.write(&big).unwrap_err()));
+    assert!(net::is_timeout(&(&client).write(&big).unwrap_err()));
 }
 
 #[test]
 fn past_deadline_fails_at_once_even_with_data_buffered() {
     let (client, server) = tcp_pair();
-    server.write(b"ready").unwrap();
+    (&server).write_all(b"ready").unwrap();
     // Wait (bounded) until the data has arrived, with a generous deadline.
     client
         .set_read_deadline(Some(Instant::now() + LIMIT))
         .unwrap();
     let mut first = [0u8; 1];
-    assert_eq!(client.read(&mut first).unwrap(), 1);
+    assert_eq!((&client).read(&mut first).unwrap(), 1);
 
     client
         .set_read_deadline(Some(Instant::now() - Duration::from_secs(1)))
         .unwrap();
     let start = Instant::now();
-    let err = client.read(&mut [0u8; 8]).unwrap_err();
+    let err = (&client).read(&mut [0u8; 8]).unwrap_err();
     assert!(net::is_timeout(&err), "{err}");
     assert!(
         start.elapsed() < Duration::from_millis(100),
@@ -115,7 +115,7 @@ fn past_deadline_fails_at_once_even_with_data_buffered() {
     client
         .set_write_deadline(Some(Instant::now() - Duration::from_secs(1)))
         .unwrap();
-    assert!(net::is_timeout(&client.write(b"x").unwrap_err()));
+    assert!(net::is_timeout(&(&client).write(b"x").unwrap_err()));
 
     // Clearing the deadline makes the buffered data readable again.
     client.set_deadline(None).unwrap();
@@ -143,7 +143,7 @@ fn past_deadline_wakes_a_pending_read() {
     let client = Arc::new(client);
     let reader = {
         let client = client.clone();
-        thread::spawn(move || client.read(&mut [0u8; 8]))
+        thread::spawn(move || (&*client).read(&mut [0u8; 8]))
     };
     thread::sleep(Duration::from_millis(30)); // let the read park (not required for a pass)
     client
@@ -164,14 +164,14 @@ fn deadline_extended_while_blocked_keeps_waiting() {
         let client = client.clone();
         thread::spawn(move || {
             let mut buf = [0u8; 4];
-            client.read(&mut buf).map(|n| buf[..n].to_vec())
+            (&*client).read(&mut buf).map(|n| buf[..n].to_vec())
         })
     };
     client
         .set_read_deadline(Some(Instant::now() + LIMIT))
         .unwrap();
     thread::sleep(Duration::from_millis(300)); // past the first deadline
-    server.write(b"late").unwrap();
+    (&server).write_all(b"late").unwrap();
     let got = bounded(move || reader.join().unwrap()).unwrap();
     assert_eq!(got, b"late");
 }
@@ -189,7 +189,7 @@ fn deadline_shortened_while_blocked_fires_early() {
         thread::spawn(move || {
             started_tx.send(()).unwrap();
             let start = Instant::now();
-            (client.read(&mut [0u8; 4]), start.elapsed())
+            ((&*client).read(&mut [0u8; 4]), start.elapsed())
         })
     };
     started_rx.recv_timeout(LIMIT).unwrap();
@@ -211,10 +211,10 @@ fn deadline_cleared_waits_forever() {
     let client = Arc::new(client);
     let reader = {
         let client = client.clone();
-        thread::spawn(move || client.read(&mut [0u8; 4]))
+        thread::spawn(move || (&*client).read(&mut [0u8; 4]))
     };
     thread::sleep(Duration::from_millis(200)); // the cleared deadline's timer fires meanwhile
-    server.write(b"data").unwrap();
+    (&server).write_all(b"data").unwrap();
     assert_eq!(bounded(move || reader.join().unwrap()).unwrap(), 4);
 }
 
@@ -229,7 +229,7 @@ fn many_deadline_moves_leave_only_the_last_one() {
                 Instant::now() + Duration::from_millis(20 + u64::from(i % 7)),
             ))
             .unwrap();
-        server.write(&i.to_be_bytes()).unwrap();
+        (&server).write_all(&i.to_be_bytes()).unwrap();
         let mut buf = [0u8; 4];
         (&client).read_exact(&mut buf).unwrap();
         assert_eq!(u32::from_be_bytes(buf), i);
@@ -238,7 +238,7 @@ fn many_deadline_moves_leave_only_the_last_one() {
         .set_read_deadline(Some(Instant::now() + Duration::from_millis(300)))
         .unwrap();
     thread::sleep(Duration::from_millis(60)); // every earlier timer has fired by now
-    server.write(b"ok").unwrap();
+    (&server).write_all(b"ok").unwrap();
     let mut buf = [0u8; 2];
     (&client).read_exact(&mut buf).unwrap();
 }
@@ -249,18 +249,22 @@ fn close_unblocks_a_pending_read_with_the_closed_error() {
     let client = Arc::new(client);
     let reader = {
         let client = client.clone();
-        thread::spawn(move || client.read(&mut [0u8; 8]))
+        thread::spawn(move || (&*client).read(&mut [0u8; 8]))
     };
     thread::sleep(Duration::from_millis(30)); // let the read park (not required for a pass)
-    client.close().unwrap();
+    client.close_now().unwrap();
     let err = bounded(move || reader.join().unwrap()).unwrap_err();
     assert!(net::is_closed(&err), "{err}");
     assert!(!net::is_timeout(&err));
-    assert_eq!(err.to_string(), "use of closed network connection");
+    let route = format!("{}->{}", client.local_addr(), client.peer_addr());
+    assert_eq!(
+        err.to_string(),
+        format!("read tcp {route}: use of closed network connection")
+    );
     // Later calls and a second close fail the same way.
-    assert!(net::is_closed(&client.read(&mut [0u8; 1]).unwrap_err()));
-    assert!(net::is_closed(&client.write(b"x").unwrap_err()));
-    assert!(net::is_closed(&client.close().unwrap_err()));
+    assert!(net::is_closed(&(&*client).read(&mut [0u8; 1]).unwrap_err()));
+    assert!(net::is_closed(&(&*client).write(b"x").unwrap_err()));
+    assert!(net::is_closed(&client.close_now().unwrap_err()));
     assert!(net::is_closed(&client.set_deadline(None).unwrap_err()));
 }
 
@@ -273,13 +277,13 @@ fn close_unblocks_a_pending_write_with_the_closed_error() {
         let client = client.clone();
         thread::spawn(move || loop {
             // Loops until an error: a write cut short returns its count first.
-            if let Err(e) = client.write(&[7u8; 256 * 1024]) {
+            if let Err(e) = (&*client).write(&[7u8; 256 * 1024]) {
                 return e;
             }
         })
     };
     thread::sleep(Duration::from_millis(30)); // let the write park (not required for a pass)
-    client.close().unwrap();
+    client.close_now().unwrap();
     let err = bounded(move || writer.join().unwrap());
     assert!(net::is_closed(&err), "{err}");
 }
@@ -287,17 +291,17 @@ fn close_unblocks_a_pending_write_with_the_closed_error() {
 #[test]
 fn close_is_seen_by_the_peer_and_drop_closes_too() {
     let (client, server) = tcp_pair();
-    client.close().unwrap();
+    client.close_now().unwrap();
     server
         .set_read_deadline(Some(Instant::now() + LIMIT))
         .unwrap();
-    assert_eq!(server.read(&mut [0u8; 4]).unwrap(), 0, "EOF after close");
+    assert_eq!((&server).read(&mut [0u8; 4]).unwrap(), 0, "EOF after close");
     let (client, server) = tcp_pair();
     drop(client);
     server
         .set_read_deadline(Some(Instant::now() + LIMIT))
         .unwrap();
-    assert_eq!(server.read(&mut [0u8; 4]).unwrap(), 0, "EOF after drop");
+    assert_eq!((&server).read(&mut [0u8; 4]).unwrap(), 0, "EOF after drop");
 }
 
 #[test]
@@ -329,7 +333,7 @@ fn accept_deadline_fires() {
 fn zero_length_read_returns_at_once() {
     let (client, _server) = tcp_pair();
     let start = Instant::now();
-    assert_eq!(client.read(&mut []).unwrap(), 0);
+    assert_eq!((&client).read(&mut []).unwrap(), 0);
     assert!(start.elapsed() < Duration::from_secs(1));
 }
 
@@ -341,9 +345,9 @@ fn concurrent_reads_and_writes_from_two_threads() {
     let echo = thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            match server.read(&mut buf).unwrap() {
+            match (&server).read(&mut buf).unwrap() {
                 0 => break,
-                n => assert_eq!(server.write(&buf[..n]).unwrap(), n),
+                n => assert_eq!((&server).write(&buf[..n]).unwrap(), n),
             }
         }
     });
@@ -354,7 +358,7 @@ fn concurrent_reads_and_writes_from_two_threads() {
         thread::spawn(move || {
             let data: Vec<u8> = (0..TOTAL).map(|i| (i % 251) as u8).collect();
             for chunk in data.chunks(100_000) {
-                assert_eq!(client.write(chunk).unwrap(), chunk.len());
+                assert_eq!((&*client).write(chunk).unwrap(), chunk.len());
             }
             client.close_write().unwrap();
         })
@@ -362,7 +366,7 @@ fn concurrent_reads_and_writes_from_two_threads() {
     let mut got = 0usize;
     let mut buf = vec![0u8; 50_000];
     loop {
-        let n = client.read(&mut buf).unwrap();
+        let n = (&*client).read(&mut buf).unwrap();
         if n == 0 {
             break;
         }
@@ -397,9 +401,9 @@ fn basic_io_with_random_sizes_both_ways() {
                     let (a, rest) = data.split_at(len / 3);
                     let (b, c) = rest.split_at(rest.len() / 2);
                     let slices = [IoSlice::new(a), IoSlice::new(b), IoSlice::new(c)];
-                    assert_eq!(from.write_vectored(&slices).unwrap(), len);
+                    assert_eq!((&*from).write_vectored(&slices).unwrap(), len);
                 } else {
-                    assert_eq!(from.write(&data).unwrap(), len);
+                    assert_eq!((&*from).write(&data).unwrap(), len);
                 }
             });
             let mut got = vec![0u8; len];
@@ -407,11 +411,12 @@ fn basic_io_with_random_sizes_both_ways() {
             while filled < len {
                 let n = if round % 3 == 0 {
                     let (a, b) = got[filled..].split_at_mut((len - filled).div_ceil(2));
-                    to.read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)])
+                    (&*to)
+                        .read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)])
                         .unwrap()
                 } else {
                     let end = (filled + rng.usize(1..=65536)).min(len);
-                    to.read(&mut got[filled..end]).unwrap()
+                    (&*to).read(&mut got[filled..end]).unwrap()
                 };
                 assert!(n > 0, "unexpected EOF");
                 filled += n;
@@ -459,8 +464,8 @@ fn ten_thousand_blocked_reads_are_each_woken_by_their_own_data() {
     for &i in &order {
         let (a, b) = &pairs[i];
         let tag = |side: u8| ((i as u32) << 1 | u32::from(side)).to_be_bytes();
-        b.write(&tag(0)).unwrap(); // read by a (side 0)
-        a.write(&tag(1)).unwrap(); // read by b (side 1)
+        (&**b).write_all(&tag(0)).unwrap(); // read by a (side 0)
+        (&**a).write_all(&tag(1)).unwrap(); // read by b (side 1)
     }
     let deadline = Instant::now() + 3 * LIMIT;
     for _ in 0..2 * PAIRS {
@@ -477,19 +482,19 @@ fn ten_thousand_blocked_reads_are_each_woken_by_their_own_data() {
 #[test]
 fn close_write_gives_the_peer_eof_and_close_read_gives_us_eof() {
     let (client, server) = tcp_pair();
-    client.write(b"bye").unwrap();
+    (&client).write_all(b"bye").unwrap();
     client.close_write().unwrap();
     server.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
     let mut all = Vec::new();
     (&server).read_to_end(&mut all).unwrap();
     assert_eq!(all, b"bye");
     // The other direction still works after a half close.
-    server.write(b"still here").unwrap();
+    (&server).write_all(b"still here").unwrap();
     let mut buf = [0u8; 10];
     client.read_exact_all(&mut buf);
     assert_eq!(&buf, b"still here");
     client.close_read().unwrap();
-    assert_eq!(client.read(&mut buf).unwrap(), 0);
+    assert_eq!((&client).read(&mut buf).unwrap(), 0);
 }
 
 #[test]
@@ -497,9 +502,9 @@ fn linger_zero_resets_the_connection() {
     let (client, server) = tcp_pair();
     client.set_linger(Some(Duration::ZERO)).unwrap();
     assert_eq!(client.linger().unwrap(), Some(Duration::ZERO));
-    client.close().unwrap();
+    client.close_now().unwrap();
     server.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
-    let err = server.read(&mut [0u8; 4]).unwrap_err();
+    let err = (&server).read(&mut [0u8; 4]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
     assert!(!net::is_closed(&err) && !net::is_timeout(&err));
 }
@@ -564,7 +569,7 @@ fn wildcard_listen_accepts_ipv4() {
     let port = listener.local_addr().port();
     let client = net::dial_tcp("tcp4", format!("127.0.0.1:{port}")).unwrap();
     let (server, _) = listener.accept().unwrap();
-    client.write(b"v4").unwrap();
+    (&client).write_all(b"v4").unwrap();
     let mut buf = [0u8; 2];
     server.read_exact_all(&mut buf);
     assert_eq!(&buf, b"v4");
@@ -579,7 +584,7 @@ fn unix_listener_accepts_and_removes_its_file_on_close() {
     let listener = net::listen_unix(&path).unwrap();
     let client = net::dial_unix(&path).unwrap();
     let (server, _) = listener.accept().unwrap();
-    client.write(b"unix").unwrap();
+    (&client).write_all(b"unix").unwrap();
     server.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
     let mut buf = [0u8; 4];
     (&server).read_exact(&mut buf).unwrap();
@@ -596,13 +601,13 @@ fn a_closed_fd_number_reused_at_once_gets_no_stale_wake() {
     // the lowest free fd number): none of them may see data or a wake meant for the old one.
     for _ in 0..50 {
         let (a, b) = UnixConn::pair().unwrap();
-        b.write(b"old").unwrap();
-        a.close().unwrap();
+        (&b).write_all(b"old").unwrap();
+        a.close_now().unwrap();
         drop(b);
         let (c, _d) = UnixConn::pair().unwrap();
         c.set_read_deadline(Some(Instant::now() + Duration::from_millis(5)))
             .unwrap();
-        assert!(net::is_timeout(&c.read(&mut [0u8; 4]).unwrap_err()));
+        assert!(net::is_timeout(&(&c).read(&mut [0u8; 4]).unwrap_err()));
     }
 }
 
@@ -628,7 +633,7 @@ fn an_accept_loop_survives_peers_that_reset_before_being_accepted() {
                 conn.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
                 let mut buf = [0u8; 5];
                 if (&conn).read_exact(&mut buf).is_ok() {
-                    conn.write(&buf).unwrap();
+                    (&conn).write_all(&buf).unwrap();
                 }
             }
         })
@@ -661,8 +666,8 @@ fn an_error_that_cuts_a_write_short_is_reported_by_the_next_call() {
         let client = client.clone();
         thread::spawn(move || {
             let big = vec![7u8; 64 * 1024 * 1024];
-            let first = client.write(&big);
-            let second = client.write(b"more");
+            let first = (&*client).write(&big);
+            let second = (&*client).write(b"more");
             (first.map(|n| n < big.len()), second)
         })
     };
@@ -671,13 +676,13 @@ fn an_error_that_cuts_a_write_short_is_reported_by_the_next_call() {
     let mut byte = [0u8; 1];
     (&server).read_exact(&mut byte).unwrap();
     server.set_linger(Some(Duration::ZERO)).unwrap();
-    server.close().unwrap();
+    server.close_now().unwrap();
     let (first, second) = bounded(move || writer.join().unwrap());
     assert!(first.unwrap(), "the first write returns its short count");
     let err = second.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
     // Reported once; after that the socket's own state speaks (EPIPE).
-    let err = client.write(b"again").unwrap_err();
+    let err = (&*client).write(b"again").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BrokenPipe, "{err}");
 }
 
@@ -701,7 +706,7 @@ fn an_old_unix_listener_leaves_a_newer_listeners_file_alone() {
     );
     let client = net::dial_unix(&path).unwrap();
     let (server, _) = new.accept().unwrap();
-    client.write(b"x").unwrap();
+    (&client).write_all(b"x").unwrap();
     server.set_deadline(Some(Instant::now() + LIMIT)).unwrap();
     (&server).read_exact(&mut [0u8; 1]).unwrap();
 
@@ -732,7 +737,7 @@ fn unix_incoming_serves_then_ends_with_the_closed_error_at_close() {
         thread::spawn(move || {
             let mut incoming = listener.incoming();
             let conn = incoming.next().unwrap().unwrap();
-            conn.write(b"hi").unwrap();
+            (&conn).write_all(b"hi").unwrap();
             let end = incoming.next().unwrap().unwrap_err();
             (net::is_closed(&end), incoming.next().is_none())
         })

@@ -2,6 +2,7 @@
 //! fired. A test binary of its own: it counts the timers of the global pollers, which no other
 //! test here uses.
 
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use netpoll::net::UnixConn;
@@ -41,7 +42,7 @@ fn closing_releases_deadline_timers_at_once() {
         b.set_read_deadline(Some(hour + Duration::from_secs(1)))
             .unwrap();
         if i % 2 == 0 {
-            a.close().unwrap();
+            a.close_now().unwrap();
         }
         drop(a);
         drop(b);
@@ -59,10 +60,10 @@ fn closing_releases_deadline_timers_at_once() {
     let (a, _b) = UnixConn::pair().unwrap();
     a.set_read_deadline(Some(Instant::now() + Duration::from_millis(20)))
         .unwrap();
-    let err = a.read(&mut [0u8; 1]).unwrap_err();
+    let err = (&a).read(&mut [0u8; 1]).unwrap_err();
     assert!(netpoll::net::is_timeout(&err), "{err}");
     a.set_read_deadline(Some(hour)).unwrap();
     assert_eq!(live_timers(), baseline + 1);
-    a.close().unwrap();
+    a.close_now().unwrap();
     assert_eq!(live_timers(), baseline);
 }

@@ -180,7 +180,7 @@ fn serve_netpoll_net(addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
     // incoming() rides out EMFILE and the like by backing off (as Go's http.Server does); a
     // peer that reset before it was accepted comes back as a connection whose read fails.
     for conn in listener.incoming() {
-        let conn = match conn {
+        let mut conn = match conn {
             Ok(conn) => conn,
             Err(e) if netpoll::net::is_closed(&e) => return Ok(()),
             Err(e) => return Err(e),
@@ -193,7 +193,7 @@ fn serve_netpoll_net(addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
                     match conn.read(&mut buf) {
                         Ok(0) | Err(_) => return,
                         Ok(n) => {
-                            if (&conn).write_all(&buf[..n]).is_err() {
+                            if conn.write_all(&buf[..n]).is_err() {
                                 return;
                             }
                         }

@@ -1,8 +1,20 @@
 //! `TcpConn` and `UnixConn`: blocking-style stream connections with deadlines, usable from many
-//! threads at once (one reader and one writer at a time; `close` from anywhere), and from async
-//! code through `futures::io::{AsyncRead, AsyncWrite}` (and tokio's, with the `tokio` feature),
-//! each implemented for the owned connection and for `&Conn`, so one thread can `close()` while
-//! another's async read is pending.
+//! threads at once (one reader and one writer at a time; `close_now` from anywhere), and from
+//! async code through `futures::io::{AsyncRead, AsyncWrite}` (and tokio's, with the `tokio`
+//! feature), each implemented for the owned connection and for `&Conn`, so one thread can
+//! `close_now()` while another's async read is pending.
+//!
+//! Reads and writes are trait methods only: `std::io::{Read, Write}` for blocking code,
+//! `futures::io::{AsyncReadExt, AsyncWriteExt}` or `tokio::io::{AsyncReadExt, AsyncWriteExt}`
+//! for async code, whichever is in scope. An inherent `read`/`write` would win over the
+//! extension traits, so `conn.read(&mut buf).await` would fail to compile and the compiler's
+//! hint (remove the `.await`) would block the executor. For the same reason the Go-style close
+//! of the whole connection is `close_now`, not `close` (futures' `AsyncWriteExt::close`) nor
+//! `shutdown` (tokio's): those two shut down only the write side, as Go's `CloseWrite` does.
+//!
+//! Errors carry their context as Go prints it (an [`OpError`](super::OpError)):
+//! `read tcp 127.0.0.1:5000->127.0.0.1:80: i/o timeout`, with the cause's `ErrorKind` kept. The
+//! context is built only on the error path.
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -16,11 +28,12 @@ use socket2::Socket;
 use crate::poll::Poller;
 use crate::transport::addr::Addr;
 use crate::transport::desc::Mode;
+use crate::transport::error;
 use crate::transport::fd::NetFd;
 use crate::transport::options::{apply_keepalive, inet, poller_for, KeepAliveConfig};
 
 /// tokio's `AsyncRead`/`AsyncWrite` for a connection type, owned or shared (`&Conn`, so another
-/// thread can `close()` while a tokio read is pending, as with the futures traits).
+/// thread can `close_now()` while a tokio read is pending, as with the futures traits).
 macro_rules! tokio_traits {
     ($t:ty) => {
         #[cfg(feature = "tokio")]
@@ -31,9 +44,9 @@ macro_rules! tokio_traits {
                 cx: &mut Context<'_>,
                 buf: &mut tokio::io::ReadBuf<'_>,
             ) -> Poll<io::Result<()>> {
-                let n = std::task::ready!(self
-                    .fd
-                    .poll_read(cx, &mut [IoSliceMut::new(buf.initialize_unfilled())]))?;
+                let n = std::task::ready!(
+                    self.poll_read_bufs(cx, &mut [IoSliceMut::new(buf.initialize_unfilled())])
+                )?;
                 buf.advance(n);
                 Poll::Ready(Ok(()))
             }
@@ -47,14 +60,14 @@ macro_rules! tokio_traits {
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                self.fd.poll_write(cx, &[IoSlice::new(buf)])
+                self.poll_write_bufs(cx, &[IoSlice::new(buf)])
             }
             fn poll_write_vectored(
                 self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
                 bufs: &[IoSlice<'_>],
             ) -> Poll<io::Result<usize>> {
-                self.fd.poll_write(cx, bufs)
+                self.poll_write_bufs(cx, bufs)
             }
             fn is_write_vectored(&self) -> bool {
                 true
@@ -69,38 +82,36 @@ macro_rules! tokio_traits {
     };
 }
 
+/// Wraps the error of a ready poll in the connection's context; `Pending` and success pass
+/// through untouched.
+macro_rules! ready_or_context {
+    ($conn:expr, $op:literal, $poll:expr) => {
+        match $poll {
+            Poll::Ready(Err(e)) => Poll::Ready(Err($conn.op_error($op, e))),
+            other => other,
+        }
+    };
+}
+
 /// The methods and trait implementations every stream connection shares.
+///
+/// There is deliberately no inherent `read`, `write` or `close`: they would shadow the methods
+/// of `std::io::{Read, Write}`, `futures::io::{AsyncReadExt, AsyncWriteExt}` and tokio's
+/// extension traits, so `conn.read(&mut buf).await` would not compile and the compiler's hint
+/// ("remove the `.await`") would put a blocking read in async code.
 macro_rules! stream_connection {
     ($conn:ident) => {
         impl $conn {
-            /// Reads into `buf`, waiting for data; `Ok(0)` at end of stream (and for an empty
-            /// `buf`). Fails with a timeout past the read deadline and with the closed error
-            /// ([`is_closed`](super::is_closed)) once closed.
-            pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-                self.fd.read(buf)
-            }
-
-            /// [`read`](Self::read) into several buffers with one `readv`.
-            pub fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-                self.fd.read_vectored(bufs)
-            }
-
-            /// Writes all of `buf`, waiting for room as often as needed. An error or deadline
-            /// after some bytes went out returns that count; the next call reports the error.
-            pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
-                self.fd.write(buf)
-            }
-
-            /// [`write`](Self::write) for several buffers, gathered by `sendmsg` (up to 1024 a
-            /// call).
-            pub fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-                self.fd.write_vectored(bufs)
-            }
-
-            /// Closes the connection from any thread: pending and later calls fail with the
-            /// closed error; returns once the fd is closed. A second close returns that error.
-            pub fn close(&self) -> io::Result<()> {
-                self.fd.close()
+            /// Closes the connection from any thread (Go's `Conn.Close`): pending and later calls
+            /// fail with the closed error ([`is_closed`](super::is_closed)); returns once calls
+            /// in flight have left and the fd is closed. A second close returns that error.
+            ///
+            /// It is not called `close` because that name belongs to
+            /// `futures::io::AsyncWriteExt::close` (and `shutdown` to tokio's `AsyncWriteExt`),
+            /// which shut down only the write side, as a future: an inherent `close` would
+            /// shadow them in async code. Dropping the connection closes it too.
+            pub fn close_now(&self) -> io::Result<()> {
+                self.fd.close().map_err(|e| self.op_error("close", e))
             }
 
             /// Sets both deadlines. An instant in the past fails pending and later calls with a
@@ -121,44 +132,77 @@ macro_rules! stream_connection {
 
             /// Shuts down the reading side (`shutdown(SHUT_RD)`): later reads see end of stream.
             pub fn close_read(&self) -> io::Result<()> {
-                self.fd.with_socket(|s| s.shutdown(Shutdown::Read))
+                self.fd
+                    .with_socket(|s| s.shutdown(Shutdown::Read))
+                    .map_err(|e| self.op_error("close", e))
             }
 
             /// Shuts down the writing side (`shutdown(SHUT_WR)`): the peer reads end of stream.
             pub fn close_write(&self) -> io::Result<()> {
-                self.fd.with_socket(|s| s.shutdown(Shutdown::Write))
+                self.fd
+                    .with_socket(|s| s.shutdown(Shutdown::Write))
+                    .map_err(|e| self.op_error("close", e))
             }
 
-            /// True once [`close`](Self::close) was called (or started) on this connection.
+            /// True once [`close_now`](Self::close_now) was called (or started) on this
+            /// connection.
             pub fn is_closed(&self) -> bool {
                 self.fd.is_closed()
+            }
+
+            fn read_bufs(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+                self.fd
+                    .read_vectored(bufs)
+                    .map_err(|e| self.op_error("read", e))
+            }
+
+            fn write_bufs(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                self.fd
+                    .write_vectored(bufs)
+                    .map_err(|e| self.op_error("write", e))
+            }
+
+            fn poll_read_bufs(
+                &self,
+                cx: &mut Context<'_>,
+                bufs: &mut [IoSliceMut<'_>],
+            ) -> Poll<io::Result<usize>> {
+                ready_or_context!(self, "read", self.fd.poll_read(cx, bufs))
+            }
+
+            fn poll_write_bufs(
+                &self,
+                cx: &mut Context<'_>,
+                bufs: &[IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                ready_or_context!(self, "write", self.fd.poll_write(cx, bufs))
             }
         }
 
         impl Read for $conn {
             fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                self.fd.read(buf)
+                self.read_bufs(&mut [IoSliceMut::new(buf)])
             }
             fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-                self.fd.read_vectored(bufs)
+                self.read_bufs(bufs)
             }
         }
 
         impl Read for &$conn {
             fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                self.fd.read(buf)
+                self.read_bufs(&mut [IoSliceMut::new(buf)])
             }
             fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-                self.fd.read_vectored(bufs)
+                self.read_bufs(bufs)
             }
         }
 
         impl Write for $conn {
             fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.fd.write(buf)
+                self.write_bufs(&[IoSlice::new(buf)])
             }
             fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-                self.fd.write_vectored(bufs)
+                self.write_bufs(bufs)
             }
             fn flush(&mut self) -> io::Result<()> {
                 Ok(())
@@ -167,10 +211,10 @@ macro_rules! stream_connection {
 
         impl Write for &$conn {
             fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.fd.write(buf)
+                self.write_bufs(&[IoSlice::new(buf)])
             }
             fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-                self.fd.write_vectored(bufs)
+                self.write_bufs(bufs)
             }
             fn flush(&mut self) -> io::Result<()> {
                 Ok(())
@@ -183,14 +227,14 @@ macro_rules! stream_connection {
                 cx: &mut Context<'_>,
                 buf: &mut [u8],
             ) -> Poll<io::Result<usize>> {
-                self.fd.poll_read(cx, &mut [IoSliceMut::new(buf)])
+                self.poll_read_bufs(cx, &mut [IoSliceMut::new(buf)])
             }
             fn poll_read_vectored(
                 self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
                 bufs: &mut [IoSliceMut<'_>],
             ) -> Poll<io::Result<usize>> {
-                self.fd.poll_read(cx, bufs)
+                self.poll_read_bufs(cx, bufs)
             }
         }
 
@@ -200,7 +244,14 @@ macro_rules! stream_connection {
                 cx: &mut Context<'_>,
                 buf: &mut [u8],
             ) -> Poll<io::Result<usize>> {
-                self.fd.poll_read(cx, &mut [IoSliceMut::new(buf)])
+                self.poll_read_bufs(cx, &mut [IoSliceMut::new(buf)])
+            }
+            fn poll_read_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &mut [IoSliceMut<'_>],
+            ) -> Poll<io::Result<usize>> {
+                self.poll_read_bufs(cx, bufs)
             }
         }
 
@@ -210,14 +261,14 @@ macro_rules! stream_connection {
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                self.fd.poll_write(cx, &[IoSlice::new(buf)])
+                self.poll_write_bufs(cx, &[IoSlice::new(buf)])
             }
             fn poll_write_vectored(
                 self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
                 bufs: &[IoSlice<'_>],
             ) -> Poll<io::Result<usize>> {
-                self.fd.poll_write(cx, bufs)
+                self.poll_write_bufs(cx, bufs)
             }
             fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
                 Poll::Ready(Ok(()))
@@ -234,7 +285,14 @@ macro_rules! stream_connection {
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                self.fd.poll_write(cx, &[IoSlice::new(buf)])
+                self.poll_write_bufs(cx, &[IoSlice::new(buf)])
+            }
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                self.poll_write_bufs(cx, bufs)
             }
             fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
                 Poll::Ready(Ok(()))
@@ -255,12 +313,12 @@ macro_rules! stream_connection {
 /// Share it between threads with `&TcpConn` or `Arc<TcpConn>`: `Read`/`Write` are implemented
 /// for `&TcpConn` as for std's `TcpStream`. Dropping it closes it.
 ///
-/// In async code, mind the inherent methods: `conn.close()` closes the whole connection and
-/// `conn.read(..)` blocks the thread. For the async ones name the trait, e.g.
-/// `AsyncWriteExt::close(&mut conn)` (which shuts down only the write side) or
-/// `AsyncReadExt::read(&mut conn, buf)`.
+/// Reads and writes come from the traits in scope: `std::io::{Read, Write}` block the thread,
+/// `futures::io::{AsyncReadExt, AsyncWriteExt}` (or tokio's) are futures; no inherent method
+/// shadows them. [`close_now`](Self::close_now) closes the whole connection from any thread;
+/// the async `close()`/`shutdown()` shut down only the write side.
 ///
-/// Raw fds: `AsRawFd`, [`with_fd`](TcpConn::with_fd) (in place of `AsFd`, which `close(&self)`
+/// Raw fds: `AsRawFd`, [`with_fd`](TcpConn::with_fd) (in place of `AsFd`, which `close_now(&self)`
 /// would make unsound), `IntoRawFd`, and `TryFrom<OwnedFd>` (in place of `FromRawFd`, which
 /// cannot report a failed registration); std and socket2 sockets convert with `TryFrom`.
 ///
@@ -320,6 +378,19 @@ impl TcpConn {
         let (local, peer) =
             fd.with_socket(|s| Ok((inet(s.local_addr()?)?, inet(s.peer_addr()?)?)))?;
         Ok(TcpConn { fd, local, peer })
+    }
+
+    /// `e` as `OP tcp LOCAL->PEER: ...`.
+    #[cold]
+    #[inline(never)]
+    fn op_error(&self, op: &'static str, e: io::Error) -> io::Error {
+        error::with_op(
+            op,
+            "tcp",
+            Some(self.local.to_string()),
+            Some(self.peer.to_string()),
+            e,
+        )
     }
 
     /// Takes over a connected std stream (switching it to non-blocking mode) and registers it
@@ -386,7 +457,7 @@ impl std::fmt::Debug for TcpConn {
 
 /// A Unix stream-socket connection of the Go-net face (Go's `*net.UnixConn`).
 ///
-/// Raw fds: `AsRawFd`, [`with_fd`](UnixConn::with_fd) (in place of `AsFd`, which `close(&self)`
+/// Raw fds: `AsRawFd`, [`with_fd`](UnixConn::with_fd) (in place of `AsFd`, which `close_now(&self)`
 /// would make unsound), `IntoRawFd`, and `TryFrom<OwnedFd>` (in place of `FromRawFd`, which
 /// cannot report a failed registration); std and socket2 sockets convert with `TryFrom`.
 pub struct UnixConn {
@@ -421,6 +492,17 @@ impl UnixConn {
             ))
         })?;
         Ok(UnixConn { fd, local, peer })
+    }
+
+    /// `e` as `OP unix LOCAL->PEER: ...`, an unnamed end left out.
+    #[cold]
+    #[inline(never)]
+    fn op_error(&self, op: &'static str, e: io::Error) -> io::Error {
+        let shown = |a: &Addr| match a {
+            Addr::Unix(None) => None,
+            named => Some(named.to_string()),
+        };
+        error::with_op(op, "unix", shown(&self.local), shown(&self.peer), e)
     }
 
     /// Takes over a connected std Unix stream and registers it on the global pollers.

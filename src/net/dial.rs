@@ -7,6 +7,7 @@ use std::path::Path;
 use super::conn::{TcpConn, UnixConn};
 use crate::transport::addr::ToAddress;
 use crate::transport::dial::Dialer;
+use crate::transport::listen::context;
 
 /// Dials `address` over `network` (`tcp`, `tcp4`, `tcp6`) with the default [`Dialer`].
 ///
@@ -46,12 +47,17 @@ impl Dialer {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn dial_tcp(&self, network: &str, address: impl ToAddress) -> io::Result<TcpConn> {
-        TcpConn::from_fd(self.dial_tcp_fd(network, &address.to_address())?)
+        let address = address.to_address();
+        // A peer that reset at once leaves no address for getpeername: still a dial error.
+        TcpConn::from_fd(self.dial_tcp_fd(network, &address)?)
+            .map_err(|e| context("dial", network, &address, e))
     }
 
-    /// Connects a Unix-socket path.
+    /// Connects a Unix-socket path. Errors read `dial unix PATH: ...`.
     pub fn dial_unix(&self, path: impl AsRef<Path>) -> io::Result<UnixConn> {
-        UnixConn::from_fd(self.dial_unix_fd(path.as_ref())?)
+        let path = path.as_ref();
+        UnixConn::from_fd(self.dial_unix_fd(path)?)
+            .map_err(|e| context("dial", "unix", &path.display().to_string(), e))
     }
 
     /// The async [`dial_tcp`](Self::dial_tcp): resolution (only for host names) runs on a
@@ -63,5 +69,6 @@ impl Dialer {
     ) -> io::Result<TcpConn> {
         let address = address.to_address();
         TcpConn::from_fd(self.dial_tcp_fd_async(network, &address).await?)
+            .map_err(|e| context("dial", network, &address, e))
     }
 }

@@ -206,6 +206,7 @@ impl TryFrom<Socket> for TcpListener {
         let fd = NetFd::new(socket, poller_for(None, None)?)?;
         Ok(TcpListener {
             fd,
+            net: "tcp",
             local,
             keepalive: ListenConfig::new().accepted_keepalive(),
             manager: None,

@@ -43,6 +43,11 @@ impl ListenConfig {
         let (local, poller) = register().map_err(|e| context("listen", network, &address, e))?;
         Ok(TcpListener {
             fd: NetFd::new(socket, poller).map_err(|e| context("listen", network, &address, e))?,
+            net: match network {
+                "tcp4" => "tcp4",
+                "tcp6" => "tcp6",
+                _ => "tcp",
+            },
             local,
             keepalive: self.accepted_keepalive(),
             manager: self.manager().cloned(),
@@ -61,10 +66,11 @@ impl ListenConfig {
     pub fn listen_unix(&self, path: impl AsRef<Path>) -> io::Result<UnixListener> {
         let path = path.as_ref();
         let (socket, file) = self.unix_socket(path)?;
-        let poller = poller_for(self.manager(), None)
-            .map_err(|e| context("listen", "unix", &path.display().to_string(), e))?;
+        let register = || NetFd::new(socket, poller_for(self.manager(), None)?);
+        let fd =
+            register().map_err(|e| context("listen", "unix", &path.display().to_string(), e))?;
         Ok(UnixListener {
-            fd: NetFd::new(socket, poller)?,
+            fd,
             path: file,
             manager: self.manager().cloned(),
         })
@@ -126,6 +132,8 @@ pub fn listen_unix(path: impl AsRef<Path>) -> io::Result<UnixListener> {
 /// ```
 pub struct TcpListener {
     pub(super) fd: NetFd,
+    /// `tcp`, `tcp4` or `tcp6`, as listened on: the network its errors name.
+    pub(super) net: &'static str,
     pub(super) local: SocketAddr,
     pub(super) keepalive: Option<KeepAliveConfig>,
     pub(super) manager: Option<Arc<PollManager>>,
@@ -138,15 +146,32 @@ impl TcpListener {
     ///
     /// A connection the peer reset while it waited in the backlog is still returned (as Go
     /// does): its address is the one `accept4` reported, and its reads fail with the reset.
+    ///
+    /// Errors read `accept tcp LOCAL: ...` (an [`OpError`](super::OpError)).
     pub fn accept(&self) -> io::Result<(TcpConn, SocketAddr)> {
-        let (socket, peer) = self.fd.accept()?;
-        self.finish_accept(socket, &peer)
+        self.fd
+            .accept()
+            .and_then(|(socket, peer)| self.finish_accept(socket, &peer))
+            .map_err(|e| self.op_error("accept", e))
     }
 
     /// The async [`accept`](Self::accept).
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpConn, SocketAddr)>> {
-        let (socket, peer) = std::task::ready!(self.fd.poll_accept(cx))?;
-        Poll::Ready(self.finish_accept(socket, &peer))
+        match self.fd.poll_accept(cx) {
+            Poll::Ready(accepted) => Poll::Ready(
+                accepted
+                    .and_then(|(socket, peer)| self.finish_accept(socket, &peer))
+                    .map_err(|e| self.op_error("accept", e)),
+            ),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// `e` as `OP tcp LOCAL: ...`.
+    #[cold]
+    #[inline(never)]
+    fn op_error(&self, op: &'static str, e: io::Error) -> io::Error {
+        error::with_op(op, self.net, None, Some(self.local.to_string()), e)
     }
 
     /// `accept` as a future, for any executor.
@@ -197,9 +222,10 @@ impl TcpListener {
         self.local
     }
 
-    /// Stops listening; a pending accept fails with the closed error.
+    /// Stops listening; a pending accept fails with the closed error. (No async trait has a
+    /// `close` for listeners, so Go's name stays.)
     pub fn close(&self) -> io::Result<()> {
-        self.fd.close()
+        self.fd.close().map_err(|e| self.op_error("close", e))
     }
 
     /// Sets the deadline of `accept`; see [`TcpConn::set_deadline`].
@@ -229,16 +255,32 @@ pub struct UnixListener {
 }
 
 impl UnixListener {
-    /// Waits for a connection.
+    /// Waits for a connection. Errors read `accept unix PATH: ...`.
     pub fn accept(&self) -> io::Result<(UnixConn, Addr)> {
-        let (socket, peer) = self.fd.accept()?;
-        self.finish_accept(socket, &peer)
+        self.fd
+            .accept()
+            .and_then(|(socket, peer)| self.finish_accept(socket, &peer))
+            .map_err(|e| self.op_error("accept", e))
     }
 
     /// The async [`accept`](Self::accept).
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(UnixConn, Addr)>> {
-        let (socket, peer) = std::task::ready!(self.fd.poll_accept(cx))?;
-        Poll::Ready(self.finish_accept(socket, &peer))
+        match self.fd.poll_accept(cx) {
+            Poll::Ready(accepted) => Poll::Ready(
+                accepted
+                    .and_then(|(socket, peer)| self.finish_accept(socket, &peer))
+                    .map_err(|e| self.op_error("accept", e)),
+            ),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// `e` as `OP unix PATH: ...`.
+    #[cold]
+    #[inline(never)]
+    fn op_error(&self, op: &'static str, e: io::Error) -> io::Error {
+        let path = self.path().display().to_string();
+        error::with_op(op, "unix", None, Some(path), e)
     }
 
     /// `accept` as a future, for any executor.
@@ -273,7 +315,7 @@ impl UnixListener {
     /// Stops listening and removes the socket file; a pending accept fails with the closed
     /// error.
     pub fn close(&self) -> io::Result<()> {
-        self.fd.close()?;
+        self.fd.close().map_err(|e| self.op_error("close", e))?;
         self.path.unlink();
         Ok(())
     }
@@ -300,7 +342,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Errors that mean "out of a resource for now": wait and accept again.
 fn is_resource_shortage(e: &io::Error) -> bool {
     matches!(
-        e.raw_os_error(),
+        error::os_error(e),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
 }
@@ -322,10 +364,12 @@ impl<'a, L> Incoming<'a, L> {
         }
     }
 
+    /// `accept` gives errors in their context; `wrap` puts a back-off's error in it.
     fn next_with<T>(
         &mut self,
         fd: &NetFd,
         mut accept: impl FnMut() -> io::Result<T>,
+        wrap: impl FnOnce(io::Error) -> io::Error,
     ) -> Option<io::Result<T>> {
         if self.done {
             return None;
@@ -343,7 +387,7 @@ impl<'a, L> Incoming<'a, L> {
                     self.backoff = Some(delay);
                     match fd.accept_backoff(Instant::now() + delay) {
                         Ok(()) => continue,
-                        Err(e) => e,
+                        Err(e) => wrap(e),
                     }
                 }
                 Err(e) => e,
@@ -361,7 +405,11 @@ impl Iterator for Incoming<'_, TcpListener> {
 
     fn next(&mut self) -> Option<io::Result<TcpConn>> {
         let listener = self.listener;
-        self.next_with(&listener.fd, || listener.accept().map(|(conn, _)| conn))
+        self.next_with(
+            &listener.fd,
+            || listener.accept().map(|(conn, _)| conn),
+            |e| listener.op_error("accept", e),
+        )
     }
 }
 
@@ -370,7 +418,11 @@ impl Iterator for Incoming<'_, UnixListener> {
 
     fn next(&mut self) -> Option<io::Result<UnixConn>> {
         let listener = self.listener;
-        self.next_with(&listener.fd, || listener.accept().map(|(conn, _)| conn))
+        self.next_with(
+            &listener.fd,
+            || listener.accept().map(|(conn, _)| conn),
+            |e| listener.op_error("accept", e),
+        )
     }
 }
 

@@ -12,6 +12,21 @@
 //! The poll descriptor, [`Dialer`], [`ListenConfig`] and the errors are the shared core below
 //! both faces (`transport/`), re-exported here.
 //!
+//! Reads and writes are the traits' methods, whichever are in scope: `std::io::{Read, Write}`
+//! (implemented for the connection and for `&Conn`) block the thread,
+//! `futures::io::{AsyncReadExt, AsyncWriteExt}` and, with the `tokio` feature,
+//! `tokio::io::{AsyncReadExt, AsyncWriteExt}` are awaited. The connections have no inherent
+//! `read`, `write` or `close`: an inherent method wins over a trait's, so
+//! `conn.read(&mut buf).await` would not compile and the compiler's hint (drop the `.await`)
+//! would block the executor. Go's `Close` is therefore [`TcpConn::close_now`] (close from any
+//! thread, waking pending calls); the async `close()` (futures) and `shutdown()` (tokio) shut
+//! down the write side only, as [`TcpConn::close_write`] does.
+//!
+//! Errors say what failed, as Go's do ([`OpError`]): `read tcp 127.0.0.1:5000->127.0.0.1:80: i/o
+//! timeout`, `accept tcp [::]:80: use of closed network connection`; their
+//! [`io::ErrorKind`](std::io::ErrorKind) is the cause's, and [`is_timeout`], [`is_closed`] and
+//! [`is_canceled`] look through them.
+//!
 //! ```
 //! use std::io::{Read, Write};
 //! use std::time::{Duration, Instant};

@@ -68,10 +68,6 @@ impl NetFd {
         Ok(guard)
     }
 
-    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_vectored(&mut [IoSliceMut::new(buf)])
-    }
-
     /// Reads into `bufs`; a zero-length read returns 0 at once, end of stream is `Ok(0)`.
     pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         let _serial = lock(&self.read_lock);
@@ -87,10 +83,6 @@ impl NetFd {
                 result => return result,
             }
         }
-    }
-
-    pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[IoSlice::new(buf)])
     }
 
     /// Writes all of `bufs` unless an error or the deadline stops it; then it returns the bytes

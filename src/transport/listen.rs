@@ -241,8 +241,9 @@ pub(crate) fn no_address(network: &str) -> io::Error {
     )
 }
 
-pub(crate) fn context(op: &str, network: &str, address: &str, e: io::Error) -> io::Error {
-    super::error::with_op(format!("{op} {network} {address}"), e)
+/// `e` as `OP NETWORK ADDRESS: ...` (an [`OpError`](super::error::OpError)).
+pub(crate) fn context(op: &'static str, network: &str, address: &str, e: io::Error) -> io::Error {
+    super::error::with_op(op, network, None, Some(address.to_owned()), e)
 }
 
 /// The socket file a Unix listener created: removed once, on close or drop, and only if the
