@@ -13,14 +13,34 @@
 //! transitions are SeqCst: the waiter's "publish WAITING, then re-check the info word" and the
 //! closer's "set the info word, then look for a waiter" form a Dekker pair.
 //!
-//! A waiter is a parked thread or an async task's `Waker`: one mechanism for both faces.
+//! A waiter is one of three kinds, one mechanism for every caller:
+//!
+//! | waiter      | published by                          | woken by                                  |
+//! |-------------|---------------------------------------|-------------------------------------------|
+//! | `Thread`    | a blocking call on a plain thread     | `unpark`                                  |
+//! | `Task`      | an async poll                         | `Waker::wake`                             |
+//! | `Coroutine` | a blocking call inside a coroutine    | a push of its handle on its poller's run queue (local on that poller's thread, remote + trigger elsewhere) |
+//!
+//! The protocol does not depend on the kind: a coroutine publishes itself, re-checks, and
+//! suspends while `WAITING` exactly where a thread parks (a wake may come early or twice; the
+//! loop on the state absorbs it). Under `--cfg loom` the coroutine is modelled by `co_model`: a
+//! handle whose wake pushes onto a queue that the waiting thread drains.
 
 use std::task::{Context, Poll, Waker};
 
 #[cfg(loom)]
+use co_model::{current_co, suspend, CoHandle};
+#[cfg(loom)]
 use loom::thread::{current, park, Thread};
 #[cfg(not(loom))]
 use std::thread::{current, park, Thread};
+
+#[cfg(not(loom))]
+use crate::rt::{current as current_co, CoHandle};
+#[cfg(not(loom))]
+fn suspend() -> bool {
+    crate::rt::sched::suspend()
+}
 
 use crate::loom::{AtomicU8, Mutex, Ordering};
 
@@ -32,6 +52,7 @@ const WAITING: u8 = 2;
 pub(crate) enum Waiter {
     Thread(Thread),
     Task(Waker),
+    Coroutine(CoHandle),
 }
 
 impl Waiter {
@@ -39,6 +60,7 @@ impl Waiter {
         match self {
             Waiter::Thread(thread) => thread.unpark(),
             Waiter::Task(waker) => waker.wake(),
+            Waiter::Coroutine(handle) => handle.wake(),
         }
     }
 }
@@ -86,19 +108,28 @@ impl Slot {
         }
     }
 
-    /// Blocks the calling thread until readiness or an interruption. `interrupted` is the
-    /// caller's check of the info word (closed / expired), run after publishing the wait: if it
-    /// says so, the wait is cancelled without sleeping.
+    /// Blocks the caller until readiness or an interruption: suspends it inside a coroutine,
+    /// parks the thread elsewhere. `interrupted` is the caller's check of the info word
+    /// (closed / expired), run after publishing the wait: if it says so, the wait is cancelled
+    /// without sleeping.
     pub(crate) fn wait(&self, interrupted: impl Fn() -> bool) -> Woken {
         if self.take_ready() {
             return Woken::Ready;
         }
-        let previous = lock(&self.waiter).replace(Waiter::Thread(current()));
+        let (me, coroutine) = match current_co() {
+            Some(handle) => (Waiter::Coroutine(handle), true),
+            None => (Waiter::Thread(current()), false),
+        };
+        let previous = lock(&self.waiter).replace(me);
         match self.publish_wait(&interrupted, previous) {
             Some(woken) => woken,
             None => {
                 while self.state.load(Ordering::SeqCst) == WAITING {
-                    park();
+                    // A resume without our wake (a stale one from an earlier wait) or a
+                    // spurious unpark: the state says whether to go on waiting.
+                    if !coroutine || !suspend() {
+                        park();
+                    }
                 }
                 self.finish()
             }
@@ -203,6 +234,79 @@ impl Slot {
 
 fn lock<T>(m: &Mutex<T>) -> crate::loom::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The coroutine waiter under loom, without corosensei: the waiting loom thread plays a poller
+/// thread whose coroutine is suspended. Its `suspend` runs the poller's other local work (the
+/// model's "local" wakes, e.g. readiness delivered by `on_ready` on the same thread), then
+/// returns if its handle was queued, else parks until a remote wake (push + unpark, the
+/// trigger). A wake is only a push of the handle, as in `rt`.
+#[cfg(loom)]
+pub(crate) mod co_model {
+    use loom::sync::{Arc, Mutex};
+    use loom::thread::Thread;
+    use std::cell::RefCell;
+
+    /// One modelled coroutine: its poller's run queue and that poller's thread.
+    pub(crate) struct Model {
+        pub(crate) queue: Mutex<Vec<u32>>,
+        pub(crate) poller: Thread,
+        /// Work the poller thread runs while the coroutine is suspended (local wakes).
+        pub(crate) local: std::sync::Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+        /// Pushes seen: local ones and remote ones.
+        pub(crate) local_wakes: loom::sync::atomic::AtomicUsize,
+        pub(crate) remote_wakes: loom::sync::atomic::AtomicUsize,
+    }
+
+    #[derive(Clone)]
+    pub(crate) struct CoHandle {
+        pub(crate) model: Arc<Model>,
+        pub(crate) id: u32,
+    }
+
+    loom::thread_local! {
+        static CURRENT: RefCell<Option<CoHandle>> = const { RefCell::new(None) };
+    }
+
+    /// Makes the calling loom thread "run inside" coroutine `handle` from now on.
+    pub(crate) fn enter(handle: CoHandle) {
+        CURRENT.with(|c| *c.borrow_mut() = Some(handle));
+    }
+
+    pub(crate) fn current_co() -> Option<CoHandle> {
+        CURRENT.with(|c| c.borrow().clone())
+    }
+
+    impl CoHandle {
+        pub(crate) fn wake(self) {
+            let ordering = loom::sync::atomic::Ordering::SeqCst;
+            self.model.queue.lock().unwrap().push(self.id);
+            if loom::thread::current().id() == self.model.poller.id() {
+                self.model.local_wakes.fetch_add(1, ordering);
+            } else {
+                self.model.remote_wakes.fetch_add(1, ordering);
+                self.model.poller.unpark();
+            }
+        }
+    }
+
+    /// Suspends the modelled coroutine: run local work, then resume once a wake was queued.
+    pub(crate) fn suspend() -> bool {
+        let me = current_co().expect("suspend outside a modelled coroutine");
+        loop {
+            let local: Vec<_> = std::mem::take(&mut *me.model.local.lock().unwrap());
+            for work in local {
+                work();
+            }
+            let mut queue = me.model.queue.lock().unwrap();
+            if let Some(at) = queue.iter().position(|&id| id == me.id) {
+                queue.remove(at);
+                return true;
+            }
+            drop(queue);
+            loom::thread::park();
+        }
+    }
 }
 
 #[cfg(all(test, not(loom)))]
