@@ -105,7 +105,7 @@ fn sleep_uses_poller_timers_and_does_not_block_the_poller() {
         t.elapsed()
     });
     // A coroutine on the same poller finishes while the sleeper sleeps.
-    let quick = go_on(&poller, || Instant::now());
+    let quick = go_on(&poller, Instant::now);
     let quick_done = join_within(quick).unwrap();
     assert!(!sleeper.is_finished());
     let slept = join_within(sleeper).unwrap();
@@ -118,7 +118,7 @@ fn echo(conn: TcpConn) -> std::io::Result<u64> {
     let mut total = 0;
     let mut buf = vec![0u8; 4096];
     loop {
-        let n = (&conn).read(&mut buf)?;
+        let n = conn.read(&mut buf)?;
         if n == 0 {
             return Ok(total);
         }
@@ -204,7 +204,7 @@ fn a_read_deadline_fires_inside_a_coroutine() {
         let start = Instant::now();
         conn.set_read_deadline(Some(start + Duration::from_millis(100)))
             .unwrap();
-        let err = (&conn).read(&mut [0u8; 16]).unwrap_err();
+        let err = conn.read(&mut [0u8; 16]).unwrap_err();
         (net::is_timeout(&err), start.elapsed())
     });
     let (timeout, elapsed) = join_within(handle).unwrap();
@@ -233,7 +233,7 @@ fn close_from_a_foreign_thread_wakes_a_coroutine_in_read() {
         let (conn, reading) = (conn.clone(), reading.clone());
         go_on(&m.pick(), move || {
             reading.store(true, Ordering::SeqCst);
-            (&*conn).read(&mut [0u8; 16])
+            conn.read(&mut [0u8; 16])
         })
     };
     let deadline = Instant::now() + BOUND;
@@ -257,7 +257,7 @@ fn close_from_another_coroutine_wakes_a_coroutine_in_read() {
         let (conn, reading) = (conn.clone(), reading.clone());
         go_on(&poller, move || {
             reading.store(true, Ordering::SeqCst);
-            (&*conn).read(&mut [0u8; 16])
+            conn.read(&mut [0u8; 16])
         })
     };
     let closer = go_on(&poller, move || {
