@@ -265,7 +265,20 @@ pub(crate) mod co_model {
     }
 
     loom::thread_local! {
-        static CURRENT: RefCell<Option<CoHandle>> = const { RefCell::new(None) };
+        static CURRENT: RefCell<Option<CoHandle>> = RefCell::new(None);
+    }
+
+    impl Model {
+        /// A model whose poller is the calling loom thread.
+        pub(crate) fn on_this_thread() -> Arc<Model> {
+            Arc::new(Model {
+                queue: Mutex::new(Vec::new()),
+                poller: loom::thread::current(),
+                local: std::sync::Mutex::new(Vec::new()),
+                local_wakes: loom::sync::atomic::AtomicUsize::new(0),
+                remote_wakes: loom::sync::atomic::AtomicUsize::new(0),
+            })
+        }
     }
 
     /// Makes the calling loom thread "run inside" coroutine `handle` from now on.
@@ -442,6 +455,129 @@ mod loom_tests {
             let slot = Arc::new(Slot::default());
             let info = Arc::new(AtomicU32::new(0));
             let publishers: Vec<_> = [CLOSING, EXPIRED]
+                .into_iter()
+                .map(|bit| {
+                    let (slot, info) = (slot.clone(), info.clone());
+                    loom::thread::spawn(move || {
+                        info.fetch_or(bit, Ordering::SeqCst);
+                        if let Some(w) = slot.unblock(false) {
+                            w.wake();
+                        }
+                    })
+                })
+                .collect();
+            let woken = slot.wait(|| info.load(Ordering::SeqCst) != 0);
+            assert_eq!(woken, Woken::Interrupted);
+            assert_ne!(info.load(Ordering::SeqCst), 0);
+            for p in publishers {
+                p.join().unwrap();
+            }
+            assert_eq!(slot.state.load(Ordering::SeqCst), EMPTY);
+        });
+    }
+
+    /// The coroutine waiter: the waiting thread plays a poller whose coroutine waits in the
+    /// slot. Readiness is *local* (run by that poller thread while the coroutine is suspended,
+    /// as `on_ready` would) and races a close from another thread (a remote wake): the wait
+    /// always ends, and the slot is never left WAITING.
+    #[test]
+    fn coroutine_local_readiness_racing_a_remote_close() {
+        use super::co_model::{enter, CoHandle, Model};
+        loom::model(|| {
+            let slot = Arc::new(Slot::default());
+            let closed = Arc::new(AtomicBool::new(false));
+            let model = Model::on_this_thread();
+            enter(CoHandle {
+                model: model.clone(),
+                id: 1,
+            });
+            {
+                let slot = slot.clone();
+                model.local.lock().unwrap().push(Box::new(move || {
+                    if let Some(w) = slot.unblock(true) {
+                        w.wake();
+                    }
+                }));
+            }
+            let closer = {
+                let (slot, closed) = (slot.clone(), closed.clone());
+                loom::thread::spawn(move || {
+                    closed.store(true, Ordering::SeqCst);
+                    if let Some(w) = slot.unblock(false) {
+                        w.wake();
+                    }
+                })
+            };
+            let woken = slot.wait(|| closed.load(Ordering::SeqCst));
+            closer.join().unwrap();
+            if woken == Woken::Interrupted {
+                assert!(closed.load(Ordering::SeqCst));
+            }
+            assert_ne!(slot.state.load(Ordering::SeqCst), WAITING);
+        });
+    }
+
+    /// Remote readiness (another thread's `on_ready`: push + trigger) racing a deadline set
+    /// from a third thread, with a coroutine waiting: it wakes, and reports the deadline only
+    /// if the deadline was published.
+    #[test]
+    fn coroutine_remote_readiness_racing_a_deadline() {
+        use super::co_model::{enter, CoHandle, Model};
+        loom::model(|| {
+            let slot = Arc::new(Slot::default());
+            let expired = Arc::new(AtomicBool::new(false));
+            let model = Model::on_this_thread();
+            enter(CoHandle {
+                model: model.clone(),
+                id: 7,
+            });
+            let ready = {
+                let slot = slot.clone();
+                loom::thread::spawn(move || {
+                    if let Some(w) = slot.unblock(true) {
+                        w.wake();
+                    }
+                })
+            };
+            let deadline = {
+                let (slot, expired) = (slot.clone(), expired.clone());
+                loom::thread::spawn(move || {
+                    expired.store(true, Ordering::SeqCst);
+                    if let Some(w) = slot.unblock(false) {
+                        w.wake();
+                    }
+                })
+            };
+            let woken = slot.wait(|| expired.load(Ordering::SeqCst));
+            ready.join().unwrap();
+            deadline.join().unwrap();
+            if woken == Woken::Interrupted {
+                assert!(expired.load(Ordering::SeqCst));
+            }
+            assert_ne!(slot.state.load(Ordering::SeqCst), WAITING);
+            // Every wake of the coroutine was a push from another thread (remote).
+            assert_eq!(model.local_wakes.load(Ordering::SeqCst), 0);
+        });
+    }
+
+    /// A close and a deadline (one info word) racing a coroutine's wait, with a stale wake of
+    /// the coroutine already queued (an earlier wait that ended early): the stale resume does
+    /// not end the wait; it ends as an interruption, the slot EMPTY.
+    #[test]
+    fn coroutine_deadline_and_close_with_a_stale_wake() {
+        use super::co_model::{enter, CoHandle, Model};
+        use loom::sync::atomic::AtomicU32;
+        loom::model(|| {
+            let slot = Arc::new(Slot::default());
+            let info = Arc::new(AtomicU32::new(0));
+            let model = Model::on_this_thread();
+            let me = CoHandle {
+                model: model.clone(),
+                id: 3,
+            };
+            me.clone().wake(); // stale, from a previous wait
+            enter(me);
+            let publishers: Vec<_> = [1u32, 2]
                 .into_iter()
                 .map(|bit| {
                     let (slot, info) = (slot.clone(), info.clone());
