@@ -20,7 +20,10 @@ fn pattern(conn: usize) -> Vec<u8> {
 fn ten_thousand_coroutines_echo_on_two_pollers() {
     let limit = rlimit_nofile();
     if limit < (2 * PAIRS + 200) as u64 {
-        panic!("RLIMIT_NOFILE {limit} is below the {} this test needs", 2 * PAIRS + 200);
+        panic!(
+            "RLIMIT_NOFILE {limit} is below the {} this test needs",
+            2 * PAIRS + 200
+        );
     }
     let manager = Arc::new(PollManager::new(2).unwrap());
     let pollers = manager.pollers();
@@ -88,7 +91,10 @@ fn ten_thousand_coroutines_echo_on_two_pollers() {
             .unwrap_or_else(|e| panic!("client {i}: {e}"));
     }
     let servers = acceptor.join().unwrap().unwrap();
-    let served: usize = servers.into_iter().map(|s| s.join().unwrap().unwrap()).sum();
+    let served: usize = servers
+        .into_iter()
+        .map(|s| s.join().unwrap().unwrap())
+        .sum();
     assert_eq!(served, PAIRS * BYTES);
     assert!(Instant::now() < deadline);
 }
