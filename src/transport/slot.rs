@@ -486,19 +486,31 @@ mod loom_tests {
         loom::model(|| {
             let slot = Arc::new(Slot::default());
             let closed = Arc::new(AtomicBool::new(false));
-            let model = Model::on_this_thread();
-            enter(CoHandle {
-                model: model.clone(),
-                id: 1,
-            });
-            {
-                let slot = slot.clone();
-                model.local.lock().unwrap().push(Box::new(move || {
-                    if let Some(w) = slot.unblock(true) {
-                        w.wake();
+            // The poller thread (not the model's main thread: loom's `join` must not see the
+            // remote wakes' unparks).
+            let poller = {
+                let (slot, closed) = (slot.clone(), closed.clone());
+                loom::thread::spawn(move || {
+                    let model = Model::on_this_thread();
+                    enter(CoHandle {
+                        model: model.clone(),
+                        id: 1,
+                    });
+                    {
+                        let slot = slot.clone();
+                        model.local.lock().unwrap().push(Box::new(move || {
+                            if let Some(w) = slot.unblock(true) {
+                                w.wake();
+                            }
+                        }));
                     }
-                }));
-            }
+                    let woken = slot.wait(|| closed.load(Ordering::SeqCst));
+                    // Unrun local work holds the slot, which may hold our handle: break the
+                    // cycle (loom checks for leaks).
+                    model.local.lock().unwrap().clear();
+                    woken
+                })
+            };
             let closer = {
                 let (slot, closed) = (slot.clone(), closed.clone());
                 loom::thread::spawn(move || {
@@ -508,7 +520,7 @@ mod loom_tests {
                     }
                 })
             };
-            let woken = slot.wait(|| closed.load(Ordering::SeqCst));
+            let woken = poller.join().unwrap();
             closer.join().unwrap();
             if woken == Woken::Interrupted {
                 assert!(closed.load(Ordering::SeqCst));
@@ -526,11 +538,18 @@ mod loom_tests {
         loom::model(|| {
             let slot = Arc::new(Slot::default());
             let expired = Arc::new(AtomicBool::new(false));
-            let model = Model::on_this_thread();
-            enter(CoHandle {
-                model: model.clone(),
-                id: 7,
-            });
+            let poller = {
+                let (slot, expired) = (slot.clone(), expired.clone());
+                loom::thread::spawn(move || {
+                    let model = Model::on_this_thread();
+                    enter(CoHandle {
+                        model: model.clone(),
+                        id: 7,
+                    });
+                    let woken = slot.wait(|| expired.load(Ordering::SeqCst));
+                    (woken, model.local_wakes.load(Ordering::SeqCst))
+                })
+            };
             let ready = {
                 let slot = slot.clone();
                 loom::thread::spawn(move || {
@@ -548,7 +567,7 @@ mod loom_tests {
                     }
                 })
             };
-            let woken = slot.wait(|| expired.load(Ordering::SeqCst));
+            let (woken, local_wakes) = poller.join().unwrap();
             ready.join().unwrap();
             deadline.join().unwrap();
             if woken == Woken::Interrupted {
@@ -556,7 +575,7 @@ mod loom_tests {
             }
             assert_ne!(slot.state.load(Ordering::SeqCst), WAITING);
             // Every wake of the coroutine was a push from another thread (remote).
-            assert_eq!(model.local_wakes.load(Ordering::SeqCst), 0);
+            assert_eq!(local_wakes, 0);
         });
     }
 
@@ -570,13 +589,18 @@ mod loom_tests {
         loom::model(|| {
             let slot = Arc::new(Slot::default());
             let info = Arc::new(AtomicU32::new(0));
-            let model = Model::on_this_thread();
-            let me = CoHandle {
-                model: model.clone(),
-                id: 3,
+            let poller = {
+                let (slot, info) = (slot.clone(), info.clone());
+                loom::thread::spawn(move || {
+                    let me = CoHandle {
+                        model: Model::on_this_thread(),
+                        id: 3,
+                    };
+                    me.clone().wake(); // stale, from a previous wait
+                    enter(me);
+                    slot.wait(|| info.load(Ordering::SeqCst) != 0)
+                })
             };
-            me.clone().wake(); // stale, from a previous wait
-            enter(me);
             let publishers: Vec<_> = [1u32, 2]
                 .into_iter()
                 .map(|bit| {
@@ -589,7 +613,7 @@ mod loom_tests {
                     })
                 })
                 .collect();
-            let woken = slot.wait(|| info.load(Ordering::SeqCst) != 0);
+            let woken = poller.join().unwrap();
             assert_eq!(woken, Woken::Interrupted);
             assert_ne!(info.load(Ordering::SeqCst), 0);
             for p in publishers {
