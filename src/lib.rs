@@ -12,6 +12,7 @@
 //! | `sys`         | every syscall and FFI `unsafe`: epoll, eventfd, readv; sendmsg, accept4 via socket2 |
 //! | [`poll`]      | [`poll::Poller`] threads, timers, the [`poll::PollManager`] that balances fds |
 //! | [`buffer`]    | `LinkBuffer`: pooled blocks, nocopy `Reader`/`Writer` (knows nothing of sockets) |
+//! | [`rt`]        | goroutines: coroutines scheduled by each poller ([`go`], [`go_on`], [`blocking`], [`sleep`], [`yield_now`]) and the [`HandlerPool`] |
 //! | `transport`   | the shared core: [`Addr`], [`ToAddress`], the poll descriptor, the one dial and listen code |
 //! | [`reactor`]   | the reactor face: [`EventLoop`], [`Connection`], [`Dialer`], [`Listener`], [`HandlerPool`] |
 //! | [`net`]       | the Go-net face: [`net::TcpConn`], [`net::TcpListener`], [`net::Dialer`], deadlines |
@@ -27,6 +28,7 @@ mod loom;
 pub mod net;
 pub mod poll;
 pub mod reactor;
+pub mod rt;
 mod sys;
 mod transport;
 
@@ -34,6 +36,7 @@ pub use reactor::{
     connection, dial_connection, runner, ConnReader, ConnWriter, Connection, Dialer, EventLoop,
     EventLoopBuilder, HandlerPool, Listener,
 };
+pub use rt::{blocking, go, go_on, sleep, yield_now, JoinHandle};
 pub use transport::addr::{Addr, ToAddress};
 
 /// The README's examples, compiled and run as doc tests so they stay true.

@@ -16,9 +16,9 @@
 //! **No `FromRawFd`.** Wrapping registers the socket on a poller, which can fail (the pollers
 //! cannot start, `epoll_ctl` runs out of memory or watches), and `from_raw_fd` cannot report
 //! an error; panicking there would turn a resource shortage into a crash. As tokio does, the
-//! conversions are fallible instead: `TryFrom<OwnedFd>` takes a raw fd after one
-//! `unsafe { OwnedFd::from_raw_fd(fd) }` in the caller's code, where the ownership claim is
-//! made. (The reactor face's [`Listener`](crate::Listener) does implement `FromRawFd`: it
+//! conversions are fallible instead: `TryFrom<OwnedFd>` takes a raw fd once the caller has
+//! made it an `OwnedFd` (the one unsafe `OwnedFd::from_raw_fd` call, in the caller's code,
+//! where the ownership claim is made). (The reactor face's [`Listener`](crate::Listener) does implement `FromRawFd`: it
 //! registers nothing until served.)
 
 use std::io;
@@ -77,7 +77,7 @@ macro_rules! try_from_owned_fd {
         impl TryFrom<OwnedFd> for $t {
             type Error = io::Error;
             /// Takes over a socket fd, checked as `TryFrom<socket2::Socket>` is: the way in for
-            /// a raw fd, after `unsafe { OwnedFd::from_raw_fd(fd) }`. There is no `FromRawFd`:
+            /// a raw fd, after the caller's (unsafe) `OwnedFd::from_raw_fd(fd)`. There is no `FromRawFd`:
             /// registering on a poller can fail, and `from_raw_fd` could neither report that
             /// nor (in this crate) panic.
             fn try_from(fd: OwnedFd) -> io::Result<$t> {

@@ -8,7 +8,7 @@
 
 mod balance;
 mod manager;
-mod poller;
+pub(crate) mod poller;
 mod registration;
 mod timer;
 

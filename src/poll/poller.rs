@@ -8,14 +8,24 @@
 //!    hang-ups and errors of registrations made with `Registration::new` are set aside
 //!    (persistent ones — the connections of both faces — handle them in `on_ready`);
 //! 4. after the batch, detach each set-aside registration and call its `on_hangup`;
-//! 5. if the trigger fired, run the queued tasks; then the timers that are due.
+//! 5. if the trigger fired, run the queued tasks; then the timers that are due;
+//! 6. run the poller's *run queue* (work the layer above queued with [`Poller::run_soon`]),
+//!    at most what was queued when the drain began and at most `RUN_BUDGET` items; while it is
+//!    not empty, the next `epoll_wait` does not sleep (timeout 0).
+//!
+//! The run queue knows nothing of what it runs: an item is a function pointer and a `u64`
+//! (`Runnable`), so queueing allocates nothing. A push on the poller's own thread goes to a
+//! thread-local queue (no lock, no syscall); a push from another thread goes to a mutex-guarded
+//! remote queue plus the coalesced trigger, and the loop moves it over when it wakes.
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle, ThreadId};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::registration::{RegistrationInner, Slab, TRIGGER_TOKEN};
 use super::timer::{TimerKey, TimerTask, Timers};
@@ -26,6 +36,53 @@ const INITIAL_EVENTS: usize = 128;
 const MAX_EVENTS: usize = 128 * 1024;
 
 type Task = Box<dyn FnOnce() + Send>;
+
+/// Items of the run queue drained per loop iteration at most; the rest wait for the next one,
+/// after an `epoll_wait` that does not sleep, so queued work never starves I/O and timers.
+const RUN_BUDGET: usize = 4096;
+
+/// One item of a poller's run queue: `run(arg)` on the poller thread. Plain data, so a push
+/// allocates nothing (the layer above packs a handle into `arg`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Runnable {
+    pub(crate) run: fn(u64),
+    pub(crate) arg: u64,
+}
+
+thread_local! {
+    /// The id of the poller whose loop runs on this thread (0: not a poller thread).
+    static LOCAL_POLLER: Cell<usize> = const { Cell::new(0) };
+    /// That poller's run queue: touched only by its own thread, so no lock.
+    static LOCAL_QUEUE: RefCell<VecDeque<Runnable>> = const { RefCell::new(VecDeque::new()) };
+    /// Work to run when the loop exits, before the thread's locals are destroyed.
+    static AT_EXIT: RefCell<Vec<Box<dyn FnOnce()>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The id of the poller whose loop runs on the calling thread, if any.
+pub(crate) fn current_poller_id() -> Option<usize> {
+    let id = LOCAL_POLLER.with(Cell::get);
+    (id != 0).then_some(id)
+}
+
+/// Queues `item` on the run queue of poller `id` if the caller is that poller's thread: a push
+/// onto a thread-local queue. False (nothing queued) on any other thread.
+pub(crate) fn push_local(id: usize, item: Runnable) -> bool {
+    if LOCAL_POLLER.with(Cell::get) != id {
+        return false;
+    }
+    LOCAL_QUEUE.with(|q| q.borrow_mut().push_back(item));
+    true
+}
+
+/// Runs `f` when the calling poller thread's loop exits (after it stopped dispatching, before
+/// the thread's locals are destroyed). False, and `f` is dropped, off a poller thread.
+pub(crate) fn at_poller_exit(f: impl FnOnce() + 'static) -> bool {
+    if current_poller_id().is_none() {
+        return false;
+    }
+    AT_EXIT.with(|hooks| hooks.borrow_mut().push(Box::new(f)));
+    true
+}
 
 /// One event loop on its own thread. Cheap to share as `Arc<Poller>`; dropping the last handle
 /// closes it.
@@ -43,6 +100,9 @@ struct Shared {
     triggered: AtomicU32,
     table: Mutex<Slab>,
     tasks: Mutex<Vec<Task>>,
+    /// The run queue's remote half: pushes from other threads, moved to the local queue when
+    /// the loop wakes.
+    remote: Mutex<Vec<Runnable>>,
     timers: Mutex<Timers>,
     closing: AtomicBool,
     /// Retired by its manager: close once the last registration is detached.
@@ -93,6 +153,7 @@ impl Poller {
             triggered: AtomicU32::new(0),
             table: Mutex::new(Slab::default()),
             tasks: Mutex::new(Vec::new()),
+            remote: Mutex::new(Vec::new()),
             timers: Mutex::new(Timers::default()),
             closing: AtomicBool::new(false),
             retired: AtomicBool::new(false),
@@ -146,6 +207,20 @@ impl Poller {
             return Err(closed_error());
         }
         lock(&self.shared.tasks).push(Box::new(task));
+        self.shared.trigger()
+    }
+
+    /// Queues `item` on this poller's run queue. On the poller's own thread it is a push onto
+    /// a thread-local queue (no lock, no syscall); from any other thread a push onto the remote
+    /// queue and a (coalesced) trigger. Items are dropped unrun if the poller closes first.
+    pub(crate) fn run_soon(&self, item: Runnable) -> io::Result<()> {
+        if push_local(self.shared.id, item) {
+            return Ok(());
+        }
+        if self.shared.closing.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
+        lock(&self.shared.remote).push(item);
         self.shared.trigger()
     }
 
@@ -415,10 +490,15 @@ fn run(shared: Arc<Shared>) {
     let mut batch: Vec<(Arc<RegistrationInner>, u64, Ready)> = Vec::new();
     let mut hangups: Vec<(Arc<RegistrationInner>, u64, Ready)> = Vec::new();
     let mut due: Vec<TimerTask> = Vec::new();
+    LOCAL_POLLER.with(|id| id.set(shared.id));
     while !shared.closing.load(Ordering::Acquire) {
-        let timeout = lock(&shared.timers)
-            .next_deadline()
-            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        let timeout = if LOCAL_QUEUE.with(|q| !q.borrow().is_empty()) {
+            Some(Duration::ZERO)
+        } else {
+            lock(&shared.timers)
+                .next_deadline()
+                .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+        };
         if let Err(e) = shared.selector.select(&mut events, timeout) {
             // epoll_wait fails only on a broken epoll fd or bad arguments: nothing to recover.
             log::error!("netpoll: poller {} stopped: epoll_wait: {e}", shared.id);
@@ -474,12 +554,16 @@ fn run(shared: Arc<Shared>) {
             shared.triggered.store(0, Ordering::Release);
             shared.stats.wakes.fetch_add(1, Ordering::Relaxed);
             shared.run_tasks();
+            let remote = std::mem::take(&mut *lock(&shared.remote));
+            LOCAL_QUEUE.with(|q| q.borrow_mut().extend(remote));
         }
 
         lock(&shared.timers).expired(Instant::now(), &mut due);
         for task in due.drain(..) {
             let _ = panic::catch_unwind(AssertUnwindSafe(task));
         }
+
+        run_queue();
 
         if events.len() == events.capacity() && events.capacity() < MAX_EVENTS {
             events.resize(events.capacity() * 2);
@@ -497,8 +581,30 @@ fn run(shared: Arc<Shared>) {
     }
     lock(&shared.tasks).clear();
     lock(&shared.timers).clear();
+    // The layer above tears down what it keeps on this thread (its hooks may still queue work,
+    // which is then dropped).
+    let hooks = AT_EXIT.with(|hooks| std::mem::take(&mut *hooks.borrow_mut()));
+    for hook in hooks {
+        let _ = panic::catch_unwind(AssertUnwindSafe(hook));
+    }
+    LOCAL_QUEUE.with(|q| q.borrow_mut().clear());
+    lock(&shared.remote).clear();
+    LOCAL_POLLER.with(|id| id.set(0));
     *lock(&shared.stopped) = true;
     shared.stopped_cv.notify_all();
+}
+
+/// Drains the run queue: what was queued when it began, at most `RUN_BUDGET` items. Items
+/// queued meanwhile run next iteration (a coroutine that yields lets I/O in first).
+fn run_queue() {
+    let queued = LOCAL_QUEUE.with(|q| q.borrow().len()).min(RUN_BUDGET);
+    for _ in 0..queued {
+        // The borrow ends before the item runs: it may push more.
+        let Some(item) = LOCAL_QUEUE.with(|q| q.borrow_mut().pop_front()) else {
+            break;
+        };
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| (item.run)(item.arg)));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -10,7 +10,6 @@ use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,7 @@ use super::fd::NetFd;
 use super::listen::{context, family_filter, no_address, split_host_port, ControlHook};
 use super::options::{apply_keepalive, poller_for, KeepAliveConfig};
 use crate::poll::PollManager;
+use crate::rt::Mailbox;
 use crate::sys::socket::stream_socket;
 
 /// Go's floor for one address's share of the remaining dial time.
@@ -306,7 +306,7 @@ impl Dialer {
         let want = family_filter(network)?;
         let (host, port) = split_host_port(address)?;
         let host = if host.is_empty() { "localhost" } else { host };
-        let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.filter(want).collect();
+        let addrs: Vec<SocketAddr> = resolve(host, port)?.into_iter().filter(want).collect();
         if addrs.is_empty() {
             return Err(no_address(network));
         }
@@ -323,7 +323,9 @@ impl Dialer {
     }
 
     /// Happy eyeballs: the primary family at once, the fallback after `delay` or as soon as
-    /// the primary fails; the first success wins and the other is cancelled and closed.
+    /// the primary fails; the first success wins and the other is cancelled and closed. Each
+    /// side is a coroutine on the caller's poller when the caller is a coroutine (the race then
+    /// suspends instead of blocking the poller), a thread otherwise.
     fn dial_parallel(
         &self,
         primary: Vec<SocketAddr>,
@@ -332,19 +334,27 @@ impl Dialer {
         deadline: Option<Instant>,
         token: &CancelToken,
     ) -> io::Result<NetFd> {
-        let (tx, rx) = mpsc::channel::<(bool, io::Result<NetFd>)>();
-        let start = |is_primary: bool, addrs: Vec<SocketAddr>| {
-            let (dialer, tx, side) = (self.clone(), tx.clone(), token.child());
+        let results = Mailbox::<(bool, io::Result<NetFd>)>::new(0);
+        let poller = crate::rt::current_poller();
+        let start = |is_primary: bool, addrs: Vec<SocketAddr>| -> io::Result<CancelToken> {
+            let (dialer, results, side) = (self.clone(), results.clone(), token.child());
             let cancel = side.clone();
-            std::thread::Builder::new()
-                .name("netpoll-dial".into())
-                .spawn(move || {
-                    let result = dialer.dial_serial(&addrs, deadline, &side);
-                    // The receiver is gone once the race is decided: the loser's
-                    // connection is dropped here, which closes it.
-                    let _ = tx.send((is_primary, result));
-                })
-                .map(|_| cancel)
+            results.add_sender();
+            let attempt = move || {
+                let result = dialer.dial_serial(&addrs, deadline, &side);
+                // Once the race is decided nobody receives: the loser's connection stays in
+                // the mailbox and is closed when the mailbox goes.
+                results.put((is_primary, result));
+            };
+            match &poller {
+                Some(poller) => crate::rt::Builder::new()
+                    .spawn_on(poller, attempt)
+                    .map(|_| cancel),
+                None => std::thread::Builder::new()
+                    .name("netpoll-dial".into())
+                    .spawn(attempt)
+                    .map(|_| cancel),
+            }
         };
         let primary_side = start(true, primary)?;
         let mut fallback_side = None;
@@ -358,36 +368,36 @@ impl Dialer {
             if pending == 0 && fallback_addrs.is_none() {
                 break;
             }
-            let received = match &fallback_addrs {
-                Some(_) => rx.recv_timeout(fallback_at.saturating_duration_since(Instant::now())),
-                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            };
+            // With the fallback not started the primary is pending, so `None` is the fallback
+            // delay passing; afterwards it means every side has reported.
+            let waiting_for_fallback = fallback_addrs.is_some();
+            let received = results.recv(waiting_for_fallback.then_some(fallback_at));
             match received {
-                Ok((_, Ok(conn))) => {
+                Some((_, Ok(conn))) => {
                     primary_side.cancel();
                     if let Some(side) = &fallback_side {
                         CancelToken::cancel(side);
                     }
                     return Ok(conn);
                 }
-                Ok((true, Err(e))) => {
+                Some((true, Err(e))) => {
                     primary_error = Some(e);
                     if let Some(addrs) = fallback_addrs.take() {
                         fallback_side = Some(start(false, addrs)?);
                     }
                 }
-                Ok((false, Err(e))) => fallback_error = Some(e),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
+                Some((false, Err(e))) => fallback_error = Some(e),
+                None if waiting_for_fallback => {
                     if let Some(addrs) = fallback_addrs.take() {
                         fallback_side = Some(start(false, addrs)?);
                     }
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                None => break,
             }
         }
         Err(primary_error
             .or(fallback_error)
-            .unwrap_or_else(|| io::Error::other("dial threads ended without a result")))
+            .unwrap_or_else(|| io::Error::other("dial attempts ended without a result")))
     }
 
     /// Tries `addrs` in order; each gets an equal share of the time left (at least 2 s).
@@ -634,6 +644,23 @@ fn split_families(addrs: Vec<SocketAddr>) -> (Vec<SocketAddr>, Vec<SocketAddr>) 
     addrs
         .into_iter()
         .partition(|a| a.is_ipv6() == primary_is_v6)
+}
+
+/// Resolves `host` (a literal needs no lookup). Inside a coroutine `getaddrinfo` runs on the
+/// handler pool through [`crate::rt::blocking`], so it does not stall the poller.
+fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    if crate::rt::in_coroutine() {
+        let host = host.to_string();
+        return crate::rt::blocking(move || {
+            (host.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect)
+        });
+    }
+    (host, port).to_socket_addrs().map(Iterator::collect)
 }
 
 /// A resolution's result and the task waiting for it.

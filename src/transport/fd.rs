@@ -12,10 +12,17 @@
 //!   bytes went out (the call returned that count) is kept and returned by the next write, so
 //!   the caller sees the cause (`ECONNRESET`), not its aftermath (`EPIPE`). Timeouts and close
 //!   are not kept: the info word already makes them persist.
+//! - Inside a coroutine no lock here is waited for by blocking the thread: the holder may be
+//!   another coroutine of the same poller, suspended with the guard, which only that thread can
+//!   resume. Such waits try the lock and yield until it is free (`lock_co`, `read_guard`,
+//!   close's write guard). Phase 1: a busy yield, bounded by the holder's call.
+//! - Inside a coroutine, a read that returned fewer bytes than asked drained the socket, so
+//!   the next read waits for readiness before its `readv` instead of issuing one that says
+//!   `EAGAIN` (see `read_vectored`).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -29,7 +36,8 @@ use crate::sys::socket::{accept4, readv, sendmsg};
 pub(crate) struct NetFd {
     socket: RwLock<Option<Socket>>,
     desc: Arc<PollDesc>,
-    read_lock: Mutex<()>,
+    /// Serialises reads; true when the last read inside a coroutine was short (drained).
+    read_lock: Mutex<bool>,
     /// Serialises writes; holds the error that cut the last write short, for the next call.
     write_lock: Mutex<Option<io::Error>>,
     /// The fd number at creation, for `AsRawFd` (which must not take a lock).
@@ -45,7 +53,7 @@ impl NetFd {
             raw,
             socket: RwLock::new(Some(socket)),
             desc,
-            read_lock: Mutex::new(()),
+            read_lock: Mutex::new(false),
             write_lock: Mutex::new(None),
         })
     }
@@ -61,7 +69,7 @@ impl NetFd {
     }
 
     fn guard(&self) -> io::Result<RwLockReadGuard<'_, Option<Socket>>> {
-        let guard = self.socket.read().unwrap_or_else(|e| e.into_inner());
+        let guard = read_guard(&self.socket);
         if guard.is_none() {
             return Err(error::closed());
         }
@@ -70,16 +78,41 @@ impl NetFd {
 
     /// Reads into `bufs`; a zero-length read returns 0 at once, end of stream is `Ok(0)`.
     pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let _serial = lock(&self.read_lock);
+        let mut drained = lock_co(&self.read_lock);
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
-        if bufs.iter().all(|b| b.is_empty()) {
+        let asked: usize = bufs.iter().map(|b| b.len()).sum();
+        if asked == 0 {
             return Ok(0);
+        }
+        let in_coroutine = crate::rt::in_coroutine();
+        if std::mem::take(&mut *drained) && in_coroutine && !self.desc.read_hung_up() {
+            // The last read was short: it emptied the socket's receive queue of data. The
+            // registration is edge-triggered (IN|OUT|RDHUP), and the kernel signals an edge
+            // whenever data (or a FIN, a reset, an error) arrives on a socket, so data that
+            // arrived after that read has produced an edge after it: waiting here loses
+            // nothing. An edge that raced that read (the data was read, the edge latched the
+            // slot READY) ends this wait at once; the readv below may then say EAGAIN once, as
+            // without this shortcut. A FIN or an error that came *before* the short read makes
+            // no new edge, yet the next readv must report it: that is what `read_hung_up`
+            // excludes (its bit is set before the event's wake, so either we see it here or
+            // the wake comes after and ends the wait). Close and deadlines end the wait as
+            // usual; an error event falls through to readv.
+            if let Err(e) = self.desc.wait(Mode::Read) {
+                if error::is_closed(&e) || error::is_timeout(&e) {
+                    return Err(e);
+                }
+            }
         }
         loop {
             match readv(sock, bufs) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(sock, Mode::Read)?,
+                Ok(n) => {
+                    // End of stream (0) is not a drain: it reads 0 again at once, no edge.
+                    *drained = in_coroutine && n > 0 && n < asked;
+                    return Ok(n);
+                }
                 result => return result,
             }
         }
@@ -88,7 +121,7 @@ impl NetFd {
     /// Writes all of `bufs` unless an error or the deadline stops it; then it returns the bytes
     /// written so far, or the error if there were none (the next call reports the error).
     pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let mut sticky = lock(&self.write_lock);
+        let mut sticky = lock_co(&self.write_lock);
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Write)?;
@@ -140,7 +173,7 @@ impl NetFd {
 
     /// Accepts one connection (non-blocking, close-on-exec); `ECONNABORTED` is retried.
     pub(crate) fn accept(&self) -> io::Result<(Socket, SockAddr)> {
-        let _serial = lock(&self.read_lock);
+        let _serial = lock_co(&self.read_lock);
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
@@ -154,7 +187,7 @@ impl NetFd {
 
     /// Sleeps until `until` (an accept loop backing off); close ends it with the closed error.
     pub(crate) fn accept_backoff(&self, until: Instant) -> io::Result<()> {
-        let _serial = lock(&self.read_lock);
+        let _serial = lock_co(&self.read_lock);
         let _guard = self.guard()?;
         self.desc.sleep_until(Mode::Read, until)
     }
@@ -224,7 +257,7 @@ impl NetFd {
     /// Waits until the socket is writable (a connect in progress finished); `Ok` means look at
     /// `SO_ERROR`.
     pub(crate) fn wait_writable(&self) -> io::Result<()> {
-        let _serial = lock(&self.write_lock);
+        let _serial = lock_co(&self.write_lock);
         let _guard = self.guard()?;
         self.desc.wait(Mode::Write)
     }
@@ -252,7 +285,7 @@ impl NetFd {
         if !self.desc.evict() {
             return Err(error::closed());
         }
-        let mut socket = self.socket.write().unwrap_or_else(|e| e.into_inner());
+        let mut socket = write_guard(&self.socket);
         self.desc.deregister();
         drop(socket.take());
         Ok(())
@@ -326,6 +359,53 @@ fn socket<'a>(guard: &'a RwLockReadGuard<'_, Option<Socket>>) -> &'a Socket {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes `m`; inside a coroutine by trying and yielding, so a holder that is a suspended
+/// coroutine of the same poller gets to run and release it (a blocking wait would stall the
+/// poller with the holder inside it).
+fn lock_co<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    if crate::rt::in_coroutine() {
+        loop {
+            match m.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(TryLockError::WouldBlock) => crate::rt::yield_now(),
+            }
+        }
+    }
+    lock(m)
+}
+
+/// A read guard of the socket, yielding inside a coroutine: std's `RwLock` makes new readers
+/// wait while a writer (a close on another thread) waits for a reader that may be a
+/// suspended coroutine of this poller.
+fn read_guard<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    if crate::rt::in_coroutine() {
+        loop {
+            match l.try_read() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(TryLockError::WouldBlock) => crate::rt::yield_now(),
+            }
+        }
+    }
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The write guard close takes once every call in flight has left; yielding inside a
+/// coroutine (the calls in flight may be this poller's coroutines, woken by the eviction).
+fn write_guard<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    if crate::rt::in_coroutine() {
+        loop {
+            match l.try_write() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(TryLockError::WouldBlock) => crate::rt::yield_now(),
+            }
+        }
+    }
+    l.write().unwrap_or_else(|e| e.into_inner())
 }
 
 fn try_lock<'a, T>(m: &'a Mutex<T>, direction: &str) -> io::Result<MutexGuard<'a, T>> {

@@ -43,11 +43,16 @@ pub(crate) fn apply_keepalive(socket: &Socket, config: Option<KeepAliveConfig>) 
     }
 }
 
-/// Where new connections register when the caller gave no [`PollManager`].
+/// Where a new fd registers: inside a coroutine, that coroutine's poller (so the wakes of the
+/// coroutines using it stay local, lock- and syscall-free); elsewhere a pick of the caller's
+/// [`PollManager`], or of the global one.
 pub(crate) fn poller_for(
     manager: Option<&Arc<PollManager>>,
     peer: Option<&SocketAddr>,
 ) -> io::Result<Arc<Poller>> {
+    if let Some(poller) = crate::rt::current_poller() {
+        return Ok(poller);
+    }
     Ok(match manager {
         Some(manager) => manager.pick_for(peer),
         None => PollManager::global()?.pick_for(peer),
