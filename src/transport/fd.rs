@@ -110,7 +110,11 @@ impl NetFd {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(sock, Mode::Read)?,
                 Ok(n) => {
                     // End of stream (0) is not a drain: it reads 0 again at once, no edge.
-                    *drained = in_coroutine && n > 0 && n < asked;
+                    // The short-read shortcut is off: a short read does not prove the queue
+                    // empty (TCP urgent data stops a read at the mark, Unix SCM_RIGHTS at its
+                    // message), and no new edge comes for bytes already queued (review of rt12).
+                    let _ = (in_coroutine, asked);
+                    *drained = false;
                     return Ok(n);
                 }
                 result => return result,
