@@ -460,7 +460,9 @@ fn graceful_shutdown_finishes_the_request_in_flight_and_closes_idle_ones() {
         EventLoop::builder()
             .on_request(move |ctx, conn| {
                 let _ = entered_tx.lock().unwrap().send(());
-                let _ = release_rx.lock().unwrap().recv_timeout(LIMIT);
+                // Waits off the poller: a coroutine handler must not block its thread.
+                let release_rx = release_rx.clone();
+                let _ = netpoll::blocking(move || release_rx.lock().unwrap().recv_timeout(LIMIT));
                 echo(ctx, conn)
             })
             .build()

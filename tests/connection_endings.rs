@@ -154,7 +154,9 @@ fn a_graceful_shutdown_during_an_accept_batch_returns_ok() {
                     return writer.flush();
                 }
                 let _ = busy.lock().unwrap().send(());
-                let _ = release.lock().unwrap().recv_timeout(LIMIT);
+                // Waits off the poller: a coroutine handler must not block its thread.
+                let release = release.clone();
+                let _ = netpoll::blocking(move || release.lock().unwrap().recv_timeout(LIMIT));
                 Ok(())
             })
             .build()

@@ -36,10 +36,14 @@ fn on_disconnect_waits_for_a_slow_on_connect() {
                     assert!(eof.is_err());
                     // An on_disconnect started by that hang-up would run now: give it the
                     // chance to show itself (a bounded wait for what must not happen).
-                    let early = disconnected_rx
-                        .lock()
-                        .unwrap()
-                        .recv_timeout(Duration::from_millis(300));
+                    // (Off the poller: a coroutine handler must not block its thread.)
+                    let disconnected_rx = disconnected_rx.clone();
+                    let early = netpoll::blocking(move || {
+                        disconnected_rx
+                            .lock()
+                            .unwrap()
+                            .recv_timeout(Duration::from_millis(300))
+                    });
                     if early.is_ok() {
                         let _ = log.lock().unwrap().send("disconnect-during-connect");
                     }
@@ -88,8 +92,10 @@ fn connects_during_shutdown_are_refused() {
                     return writer.flush();
                 }
                 let _ = busy.lock().unwrap().send(());
-                // Keeps shutdown waiting for this connection.
-                let _ = release.lock().unwrap().recv_timeout(LIMIT);
+                // Keeps shutdown waiting for this connection (waiting off the poller: a
+                // coroutine handler must not block its thread).
+                let release = release.clone();
+                let _ = netpoll::blocking(move || release.lock().unwrap().recv_timeout(LIMIT));
                 Ok(())
             })
             .build()

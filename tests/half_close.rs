@@ -118,7 +118,10 @@ fn input_paused_at_the_cap_is_read_to_the_end_after_the_peer_closes() {
                 let handled = handled.clone();
                 move |_, conn| {
                     // The first call waits until the client has sent everything and closed.
-                    let _ = release_rx.lock().unwrap().recv_timeout(LIMIT);
+                    // (Off the poller: a coroutine handler must not block its thread.)
+                    let release_rx = release_rx.clone();
+                    let _ =
+                        netpoll::blocking(move || release_rx.lock().unwrap().recv_timeout(LIMIT));
                     let mut reader = conn.reader();
                     let n = reader.len();
                     reader.skip(n)?;

@@ -354,14 +354,15 @@ fn reactor_connection_from_std_and_socket2_echoes() {
 fn debug_prints_without_blocking_while_a_handler_runs() {
     let (entered_tx, entered_rx) = mpsc::channel::<String>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
-    let release_rx = std::sync::Mutex::new(release_rx);
+    let release_rx = std::sync::Arc::new(std::sync::Mutex::new(release_rx));
     let builder = EventLoop::builder().on_request(move |_, conn| {
         let reader = conn.reader();
         let inside = format!("{conn:?} {reader:?} {:?}", conn.writer());
         drop(reader);
         let _ = entered_tx.send(inside);
         // Held here until the test printed everything (bounded: never longer than LIMIT).
-        let _ = release_rx.lock().unwrap().recv_timeout(LIMIT);
+        let release_rx = release_rx.clone();
+        let _ = netpoll::blocking(move || release_rx.lock().unwrap().recv_timeout(LIMIT));
         echo(&(), conn)
     });
     let builder_debug = format!("{builder:?}");

@@ -158,6 +158,16 @@ impl LinkBuffer {
         Reader::new(self, lock(&self.read))
     }
 
+    /// The consumer side if no other guard holds it now (`None` instead of waiting).
+    pub fn try_reader(&self) -> Option<Reader<'_>> {
+        let guard = match self.read.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(Reader::new(self, guard))
+    }
+
     /// The producer side. While the guard lives, another `writer()` call waits.
     pub fn writer(&self) -> Writer<'_> {
         Writer::new(self, lock(&self.write))

@@ -58,7 +58,7 @@ pub struct Dialer {
 }
 
 impl Dialer {
-    /// A dialer using the global pollers and handler pool.
+    /// A dialer using the global pollers (handlers of dialed connections run as coroutines).
     pub fn new() -> Dialer {
         Dialer::default()
     }
@@ -94,7 +94,8 @@ impl Dialer {
         self
     }
 
-    /// Runs `set_on_request` handlers of dialed connections on this pool.
+    /// Runs `set_on_request` handlers of dialed connections on this pool (default: a
+    /// coroutine on the connection's poller, as for servers).
     pub fn handler_pool(mut self, pool: HandlerPool) -> Self {
         self.options.executor = Executor::Pool(pool);
         self

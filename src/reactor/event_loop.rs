@@ -1,6 +1,7 @@
 //! `EventLoop`: the reactor-face server. One poller (the main reactor) accepts; accepted
 //! connections go to the pollers of a [`PollManager`] (the sub-reactors), picked by its
-//! load-balance policy; handlers run on a [`HandlerPool`] (or inline on the pollers).
+//! load-balance policy; handlers run as coroutines on those pollers (or on a [`HandlerPool`],
+//! or inline).
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Result};
@@ -212,7 +213,7 @@ struct Run {
 }
 
 impl EventLoop<()> {
-    /// A builder with no callbacks, the global pollers and the default handler pool.
+    /// A builder with no callbacks, the global pollers and coroutine handlers.
     pub fn builder() -> EventLoopBuilder<()> {
         EventLoopBuilder {
             on_prepare: Arc::new(|_| ()),
@@ -337,7 +338,35 @@ impl<C: Send + Sync + 'static> EventLoopBuilder<C> {
         self
     }
 
-    /// Runs handlers on this pool (default: the process-wide pool).
+    /// Runs each connection's handlers in a coroutine on its poller (the default): `on_connect`
+    /// and `on_request` may block in netpoll's calls (a read waiting for bytes, a flush or a
+    /// write waiting for room, a `TcpConn` of the Go-net face, [`crate::sleep`]) and those
+    /// suspend the coroutine while the poller serves its other connections — no thread is
+    /// parked, no futex. The coroutine exists only while a handler runs: an idle connection
+    /// holds no stack. A call that blocks the *thread* (std I/O, a foreign lock, a long
+    /// computation) stalls every connection of that poller: wrap it in [`crate::blocking`].
+    /// See `docs/GOROUTINES.md`.
+    ///
+    /// ```
+    /// # use netpoll::EventLoop;
+    /// let server = EventLoop::builder()
+    ///     .coroutine_handlers()
+    ///     .on_request(|_, conn| {
+    ///         let line = conn.reader().until(b'\n')?; // suspends until the line is complete
+    ///         let mut writer = conn.writer();
+    ///         writer.write_direct(line)?;
+    ///         writer.flush() // suspends while the peer is slow to read
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn coroutine_handlers(mut self) -> Self {
+        self.options.executor = Executor::Coroutine;
+        self
+    }
+
+    /// Runs handlers on this pool of threads instead of coroutines: for handlers that block
+    /// their thread and cannot be changed (see [`crate::runner::default_pool`]).
     pub fn handler_pool(mut self, pool: HandlerPool) -> Self {
         self.options.executor = Executor::Pool(pool);
         self

@@ -22,7 +22,7 @@ use crate::transport::options::poller_for;
 impl Connection {
     /// Takes over a connected TCP or Unix stream socket (a std `TcpStream` or `UnixStream`, a
     /// `socket2::Socket`, an `OwnedFd`), switches it to non-blocking mode and registers it on
-    /// the global pollers with the default handler pool and no timeouts, as a dialed
+    /// the global pollers with coroutine handlers and no timeouts, as a dialed
     /// connection. Options already set on the socket are kept (nothing sets `TCP_NODELAY`).
     ///
     /// Fails with `InvalidInput` for a socket of another kind (a datagram or listening

@@ -8,7 +8,7 @@
 //! | `dialer.rs` | [`Dialer`], [`dial_connection`]: the shared dial, wrapped as a `Connection` |
 //! | `interop.rs` | raw fds, std and socket2 conversions of [`Connection`] and [`Listener`] |
 //! | `listener.rs` | [`Listener`]: a listening socket from the shared `ListenConfig` |
-//! | `runner.rs` | [`HandlerPool`]: the threads handlers run on unless inline |
+//! | `runner.rs` | [`HandlerPool`]: the threads handlers run on when asked to (`handler_pool`) |
 
 pub mod connection;
 mod dialer;

@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `mod.rs` | [`go`], [`go_on`], [`Builder`], [`JoinHandle`], [`yield_now`], [`sleep`], [`blocking`], stack size |
 //! | `sched.rs` | the per-poller scheduler: the slab of coroutines, the stack pool, the current coroutine, `CoHandle` |
-//! | `pool.rs` | [`HandlerPool`]: the thread pool [`blocking`] (and the reactor face's handlers) run on |
+//! | `pool.rs` | [`HandlerPool`]: the thread pool [`blocking`] (and the reactor face's pool handlers) run on |
+//! | `wait.rs` | a condition-variable analogue and a lock whose waiters may be threads or coroutines |
 //!
 //! A coroutine is created on its poller's thread from a `Send` closure and never leaves it
 //! (corosensei's `Coroutine` is `!Send`): whatever it creates inside stays on that thread.
@@ -37,6 +38,7 @@
 
 pub(crate) mod pool;
 pub(crate) mod sched;
+pub(crate) mod wait;
 
 use std::any::Any;
 use std::io;
@@ -100,7 +102,7 @@ pub(crate) fn park() {
 }
 
 /// [`park`] with a bound: a coroutine arms a timer on its poller that wakes it at `deadline`.
-fn park_until(deadline: Instant) {
+pub(crate) fn park_until(deadline: Instant) {
     match (current(), current_poller()) {
         (Some(me), Some(poller)) => {
             match poller.schedule(deadline, move || me.wake()) {
@@ -332,6 +334,26 @@ impl Builder {
             poller: poller.id(),
         })
     }
+}
+
+/// Runs `body` as a detached coroutine on `poller`: created at once on the poller's own thread,
+/// through its task queue from any other. The error (the poller is closing, or no stack could
+/// be mapped) comes back only when the body could not be queued; a failure on the poller
+/// thread afterwards drops the body unrun, which its owner must tolerate (drop guards).
+pub(crate) fn spawn_detached(
+    poller: &Arc<Poller>,
+    body: Box<dyn FnOnce() + Send>,
+) -> io::Result<()> {
+    if poller.is_current_thread() {
+        return sched::spawn_here(poller, body, None);
+    }
+    let weak = Arc::downgrade(poller);
+    poller.execute(move || {
+        let Some(poller) = weak.upgrade() else { return };
+        if let Err(e) = sched::spawn_here(&poller, body, None) {
+            log::error!("netpoll: cannot create a coroutine: {e}");
+        }
+    })
 }
 
 /// Spawns `f` as a coroutine on a poller of the global [`PollManager`] (chosen by its

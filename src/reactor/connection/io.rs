@@ -81,8 +81,7 @@ impl ConnInner {
         let waiting = self.wait_size.load(Ordering::SeqCst);
         if waiting != 0 {
             if buffered >= waiting {
-                let _guard = lock(&self.waiters);
-                self.read_ready.notify_all();
+                self.wake_readers();
             }
         } else if self.has_request_handler() {
             // Without a handler (a dialed connection read by its owner) there is nothing to
@@ -176,10 +175,7 @@ impl ConnInner {
                     }
                 }
                 self.sync_interest();
-                {
-                    let _guard = lock(&self.waiters);
-                    self.write_ready.notify_all();
-                }
+                self.wake_writers();
                 if previous & CLOSE_AFTER_DRAIN != 0 && !self.state.has(WRITE_WAIT) {
                     let reason = self.drain_reason();
                     self.self_arc().close_with(reason);

@@ -3,8 +3,9 @@
 //! Who does what:
 //! - the **poller thread** reads into the input buffer (`readv` straight into booked blocks),
 //!   sends the output buffer while a flush waits for room, and reports hang-ups;
-//! - the **handler task** (on the handler pool, or inline on the poller) runs `on_connect` and
-//!   `on_request`, at most one at a time per connection;
+//! - the **handler task** (a coroutine on the connection's poller by default, a handler pool
+//!   thread, or inline on the poller) runs `on_connect` and `on_request`, at most one at a time
+//!   per connection;
 //! - **any thread** may read (waiting for bytes), write and flush, and close.
 //!
 //! The flags they race on live in one state word (`state`); the byte counters `arrived` and
@@ -21,7 +22,7 @@ use std::fmt;
 use std::io::{Error, ErrorKind, Result};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use socket2::Socket;
@@ -32,6 +33,7 @@ pub use writer::ConnWriter;
 use crate::buffer::LinkBuffer;
 use crate::poll::{EventHandler, PollEvent, Poller, Registration};
 use crate::reactor::runner::HandlerPool;
+use crate::rt::wait::{Gate, WaitList};
 use crate::transport::addr::Addr;
 use state::*;
 
@@ -94,6 +96,10 @@ pub struct Connection {
 /// Where handler tasks run.
 #[derive(Clone, Debug)]
 pub(crate) enum Executor {
+    /// In a coroutine on the connection's poller, created when input arrives and gone when the
+    /// handler returns (an idle connection holds no stack): a read or flush that must wait
+    /// suspends it, and the poller serves its other connections meanwhile.
+    Coroutine,
     /// On a handler pool thread.
     Pool(HandlerPool),
     /// On the poller thread itself: for handlers that never block.
@@ -114,7 +120,7 @@ pub(crate) struct ConnOptions {
 impl Default for ConnOptions {
     fn default() -> ConnOptions {
         ConnOptions {
-            executor: Executor::Pool(crate::reactor::runner::default_pool()),
+            executor: Executor::Coroutine,
             input_cap: DEFAULT_INPUT_CAP,
             output_cap: DEFAULT_OUTPUT_CAP,
             read_timeout: None,
@@ -152,9 +158,13 @@ pub(crate) struct ConnInner {
     /// Bytes an inline handler asked for and did not get (it returned `WouldBlock`); raises the
     /// input cap like `wait_size`, but nobody waits, so arrivals schedule the handler.
     inline_want: AtomicUsize,
-    waiters: Mutex<()>,
-    read_ready: Condvar,
-    write_ready: Condvar,
+    /// Readers waiting for input and flushers waiting for room (threads or coroutines).
+    waiters: Mutex<Waiters>,
+    /// Serialise `reader()` and `writer()` guards; held across waits, so they must suspend a
+    /// waiting coroutine rather than block its poller (the buffer's own side locks are then
+    /// never contended).
+    reader_gate: Gate,
+    writer_gate: Gate,
 
     input_cap: usize,
     output_cap: usize,
@@ -168,6 +178,12 @@ pub(crate) struct ConnInner {
 
     callbacks: Mutex<Callbacks>,
     close_reason: OnceLock<ErrorKind>,
+}
+
+#[derive(Default)]
+pub(crate) struct Waiters {
+    pub(crate) read: WaitList,
+    pub(crate) write: WaitList,
 }
 
 #[derive(Default)]
@@ -241,9 +257,9 @@ impl Connection {
                 consumed: AtomicU64::new(0),
                 wait_size: AtomicUsize::new(0),
                 inline_want: AtomicUsize::new(0),
-                waiters: Mutex::new(()),
-                read_ready: Condvar::new(),
-                write_ready: Condvar::new(),
+                waiters: Mutex::new(Waiters::default()),
+                reader_gate: Gate::new(),
+                writer_gate: Gate::new(),
                 input_cap: options.input_cap,
                 output_cap: options.output_cap,
                 read_timeout_ms: AtomicU64::new(to_ms(options.read_timeout)),
@@ -619,10 +635,11 @@ impl ConnInner {
         });
     }
 
-    /// Runs user code beside the handler task: on the handler pool in pool mode, right here
-    /// (the poller thread) in inline mode.
+    /// Runs user code beside the handler task: in a coroutine of its own in coroutine mode, on
+    /// the handler pool in pool mode, right here (the poller thread) in inline mode.
     fn run_apart(&self, job: impl FnOnce() + Send + 'static) {
         match &self.executor {
+            Executor::Coroutine => self.spawn_or_run(job),
             Executor::Pool(pool) => {
                 // A shut-down pool runs nothing: then run the job here rather than never (it
                 // ends by letting the close callbacks run).
@@ -643,10 +660,11 @@ impl ConnInner {
         }
     }
 
-    /// Runs user code that may block: on the handler pool when called from the poller thread
-    /// in pool mode, otherwise right here.
+    /// Runs user code that may block: when called from the poller thread outside a coroutine,
+    /// in a coroutine (coroutine mode) or on the handler pool (pool mode); otherwise right here.
     fn run_user_code(&self, job: impl FnOnce() + Send + 'static) {
         match &self.executor {
+            Executor::Coroutine if self.runs_inline_here() => self.spawn_or_run(job),
             Executor::Pool(pool) if self.poller.is_current_thread() => {
                 if let Err(job_error) = pool.spawn(job) {
                     // The pool is shut down: nothing else will run it.
@@ -657,10 +675,49 @@ impl ConnInner {
         }
     }
 
+    /// Runs `job` in a new coroutine on this connection's poller; right here if none can be
+    /// made (the poller is closing), rather than never.
+    fn spawn_or_run(&self, job: impl FnOnce() + Send + 'static) {
+        let slot = Arc::new(Mutex::new(Some(job)));
+        let queued = Arc::clone(&slot);
+        let body = Box::new(move || {
+            if let Some(job) = lock(&queued).take() {
+                job();
+            }
+        });
+        if crate::rt::spawn_detached(&self.poller, body).is_err() {
+            if let Some(job) = lock(&slot).take() {
+                job();
+            }
+        }
+    }
+
+    /// True when the caller is this connection's poller thread outside any coroutine (an
+    /// inline handler, or the poller's own event code): waiting there would stop the very
+    /// thread that reads and sends, so callers must not wait.
+    pub(crate) fn runs_inline_here(&self) -> bool {
+        self.poller.is_current_thread() && !crate::rt::is_coroutine()
+    }
+
+    /// Wakes every reader waiting for input.
+    pub(crate) fn wake_readers(&self) {
+        let wakes = lock(&self.waiters).read.take_all();
+        wakes.wake();
+    }
+
+    /// Wakes every flush waiting for room.
+    pub(crate) fn wake_writers(&self) {
+        let wakes = lock(&self.waiters).write.take_all();
+        wakes.wake();
+    }
+
     fn wake_all(&self) {
-        let _guard = lock(&self.waiters);
-        self.read_ready.notify_all();
-        self.write_ready.notify_all();
+        let (readers, writers) = {
+            let mut waiters = lock(&self.waiters);
+            (waiters.read.take_all(), waiters.write.take_all())
+        };
+        readers.wake();
+        writers.wake();
     }
 
     /// Applies the current flags to the kernel: input while not paused (cap, or an inline
@@ -767,26 +824,16 @@ fn now_ms() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-/// Waits on `ready` until notified or until `deadline` (`None`: no deadline). Returns the guard
+/// Waits on the list `list` picks out of the connection's waiters until woken or until
+/// `deadline` (`None`: no deadline); a coroutine suspends, a thread parks. Returns the guard
 /// again, or `None` once the deadline has passed; callers re-check their condition either way.
 pub(crate) fn wait_until<'a>(
-    ready: &Condvar,
-    guard: MutexGuard<'a, ()>,
+    waiters: &'a Mutex<Waiters>,
+    guard: MutexGuard<'a, Waiters>,
+    list: fn(&mut Waiters) -> &mut WaitList,
     deadline: Option<Instant>,
-) -> Option<MutexGuard<'a, ()>> {
-    match deadline {
-        None => Some(ready.wait(guard).unwrap_or_else(|e| e.into_inner())),
-        Some(deadline) => {
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            let (guard, _) = ready
-                .wait_timeout(guard, deadline - now)
-                .unwrap_or_else(|e| e.into_inner());
-            Some(guard)
-        }
-    }
+) -> Option<MutexGuard<'a, Waiters>> {
+    crate::rt::wait::wait_until(waiters, guard, list, deadline)
 }
 
 pub(crate) fn closed_error() -> Error {

@@ -13,6 +13,29 @@ use std::sync::Arc;
 use super::state::*;
 use super::{ConnInner, Connection, Executor};
 
+/// A handler task queued or running as a coroutine. If it never runs (the coroutine could not be
+/// made) or is unwound midway (its poller shut down), dropping it releases `PROCESSING` and
+/// closes the connection, so the close callbacks still run and nothing waits on it forever.
+struct HandlerTask(Option<Arc<ConnInner>>);
+
+impl HandlerTask {
+    fn run(mut self) {
+        if let Some(inner) = self.0.clone() {
+            inner.process();
+        }
+        self.0 = None;
+    }
+}
+
+impl Drop for HandlerTask {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.take() {
+            inner.state.clear(PROCESSING);
+            inner.close_with(ErrorKind::Other);
+        }
+    }
+}
+
 impl ConnInner {
     /// Starts a handler task unless one is queued or running (or the connection is closed).
     pub(crate) fn schedule_processing(self: &Arc<Self>) {
@@ -21,6 +44,13 @@ impl ConnInner {
         }
         match &self.executor {
             Executor::Inline => Arc::clone(self).process(),
+            Executor::Coroutine => {
+                let task = HandlerTask(Some(Arc::clone(self)));
+                let body = Box::new(move || task.run());
+                // On failure the body (and the task in it) is dropped unrun: its drop ends the
+                // connection, as it does if the coroutine is unwound at poller shutdown.
+                let _ = crate::rt::spawn_detached(&self.poller, body);
+            }
             Executor::Pool(pool) => {
                 let inner = Arc::clone(self);
                 if pool.spawn(move || inner.process()).is_err() {
@@ -32,6 +62,7 @@ impl ConnInner {
         }
     }
 
+    /// The handler task: `on_connect` once, then `on_request` while input makes progress.
     fn process(self: Arc<Self>) {
         let conn = Connection {
             inner: Arc::clone(&self),

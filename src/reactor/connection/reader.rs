@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::state::*;
 use super::{eof_error, lock, wait_until, ConnInner};
 use crate::buffer::{LinkBuffer, Reader};
+use crate::rt::wait::GateGuard;
 
 /// Reads a connection's input. Every call that needs n bytes waits until they arrived, the
 /// read timeout passed (`TimedOut`), or the connection closed (`UnexpectedEof` once the peer
@@ -47,6 +48,9 @@ pub struct ConnReader<'a> {
     inner: &'a Arc<ConnInner>,
     /// The input buffer's consumer side; holding it serialises readers.
     reader: Reader<'a>,
+    /// Taken first, released last (fields drop in order): the serialisation a coroutine can
+    /// wait on without stalling its poller.
+    _serial: GateGuard<'a>,
 }
 
 impl std::fmt::Debug for ConnReader<'_> {
@@ -61,9 +65,11 @@ impl std::fmt::Debug for ConnReader<'_> {
 
 impl<'a> ConnReader<'a> {
     pub(crate) fn new(inner: &'a Arc<ConnInner>) -> ConnReader<'a> {
+        let serial = inner.reader_gate.lock();
         ConnReader {
             inner,
             reader: inner.input.reader(),
+            _serial: serial,
         }
     }
 
@@ -168,7 +174,7 @@ impl<'a> ConnReader<'a> {
             }
             return Ok(());
         }
-        if inner.poller.is_current_thread() {
+        if inner.runs_inline_here() {
             // Inline handlers run on the poller: waiting would stop the very thread that reads.
             // Once the input has ended, more will never come.
             let state = inner.state.load();
@@ -207,7 +213,7 @@ impl<'a> ConnReader<'a> {
             if state & (PEER_CLOSED | CLOSED) != 0 {
                 break Err(eof_error());
             }
-            guard = match wait_until(&inner.read_ready, guard, deadline) {
+            guard = match wait_until(&inner.waiters, guard, |w| &mut w.read, deadline) {
                 Some(guard) => guard,
                 None => break Err(io::Error::new(ErrorKind::TimedOut, "read timeout")),
             };
@@ -218,8 +224,13 @@ impl<'a> ConnReader<'a> {
 }
 
 impl ConnInner {
+    /// Returns consumed input blocks to the pool. Skipped while a reader guard is alive (a
+    /// user's reader in another coroutine, say): waiting for it here could stall the poller,
+    /// and that reader's own `release` (or the next handler call) does it later.
     pub(crate) fn release_read_blocks(&self) {
-        self.input.reader().release();
+        if let Some(mut reader) = self.input.try_reader() {
+            reader.release();
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::state::*;
 use super::{lock, wait_until, ConnInner};
 use crate::buffer::{LinkBuffer, Writer};
+use crate::rt::wait::GateGuard;
 
 /// Writes a connection's output. Data becomes visible to the sender only at
 /// [`flush`](ConnWriter::flush), all at once. Past the output cap a write first waits (up to
@@ -38,6 +39,9 @@ pub struct ConnWriter<'a> {
     inner: &'a Arc<ConnInner>,
     /// The output buffer's producer side; holding it serialises writers.
     writer: Writer<'a>,
+    /// Taken first, released last (fields drop in order): the serialisation a coroutine can
+    /// wait on without stalling its poller.
+    _serial: GateGuard<'a>,
 }
 
 impl std::fmt::Debug for ConnWriter<'_> {
@@ -52,9 +56,11 @@ impl std::fmt::Debug for ConnWriter<'_> {
 
 impl<'a> ConnWriter<'a> {
     pub(crate) fn new(inner: &'a Arc<ConnInner>) -> ConnWriter<'a> {
+        let serial = inner.writer_gate.lock();
         ConnWriter {
             inner,
             writer: inner.output.writer(),
+            _serial: serial,
         }
     }
 
@@ -74,7 +80,7 @@ impl<'a> ConnWriter<'a> {
             return Err(dead_output_error());
         }
         let queued = self.inner.output.len() + self.writer.malloc_len();
-        if self.inner.poller.is_current_thread() {
+        if self.inner.runs_inline_here() {
             if queued >= self.inner.output_cap {
                 self.writer.flush();
                 if self.inner.output_blocked() {
@@ -173,7 +179,7 @@ impl ConnInner {
                 }
             }
         }
-        if self.poller.is_current_thread() {
+        if self.runs_inline_here() {
             // Inline handler: the poller it runs on sends the rest once this returns.
             return Ok(());
         }
@@ -191,7 +197,7 @@ impl ConnInner {
             if state & WRITE_WAIT == 0 {
                 return Ok(());
             }
-            guard = match wait_until(&self.write_ready, guard, deadline) {
+            guard = match wait_until(&self.waiters, guard, |w| &mut w.write, deadline) {
                 Some(guard) => guard,
                 None => return Err(io::Error::new(ErrorKind::TimedOut, "write timeout")),
             };
