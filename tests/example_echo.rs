@@ -1,4 +1,5 @@
-//! The `echo` example as a user runs it: prints its address, echoes, stops on SIGTERM/SIGINT.
+//! The examples as a user runs them: `echo` prints its address, echoes, stops on SIGTERM/SIGINT;
+//! `goroutines` (the scheduler tour) runs its checks and exits 0.
 
 mod common;
 
@@ -12,44 +13,44 @@ use std::time::{Duration, Instant};
 
 use common::LIMIT;
 
-/// The example, built fresh: `cargo test --test example_echo` alone does not build examples (and
-/// one left over from an earlier build may be stale), so the first caller runs `cargo build
-/// --example echo` for this test's profile, which is a quick no-op when `cargo test` built it.
+/// The echo example, built fresh (once per test run).
 fn example() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            // Test binaries live in target/<profile>/deps; examples in target/<profile>/examples.
-            let exe = std::env::current_exe().unwrap();
-            let profile_dir = exe.parent().unwrap().parent().unwrap();
-            let mut build =
-                Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-            build
-                .args(["build", "--quiet", "--example", "echo", "--manifest-path"])
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-                .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
-            if profile_dir.file_name() == Some("release".as_ref()) {
-                build.arg("--release");
-            }
-            let mut child = build.spawn().unwrap();
-            // Bounded, with room for a cold build on a loaded machine.
-            let give_up = Instant::now() + Duration::from_secs(600);
-            let status = loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    break status;
-                }
-                if Instant::now() > give_up {
-                    let _ = child.kill();
-                    panic!("building the echo example took over 10 minutes");
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            };
-            assert!(status.success(), "cargo build --example echo: {status}");
-            let example = profile_dir.join("examples/echo");
-            assert!(example.exists(), "no example at {}", example.display());
-            example
-        })
-        .clone()
+    BUILT.get_or_init(|| build_example("echo")).clone()
+}
+
+/// Example `name`, built fresh: `cargo test --test example_echo` alone does not build examples
+/// (and one left over from an earlier build may be stale), so this runs `cargo build --example
+/// NAME` for this test's profile, which is a quick no-op when `cargo test` built it.
+fn build_example(name: &str) -> PathBuf {
+    // Test binaries live in target/<profile>/deps; examples in target/<profile>/examples.
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    build
+        .args(["build", "--quiet", "--example", name, "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
+    if profile_dir.file_name() == Some("release".as_ref()) {
+        build.arg("--release");
+    }
+    let mut child = build.spawn().unwrap();
+    // Bounded, with room for a cold build on a loaded machine.
+    let give_up = Instant::now() + Duration::from_secs(600);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > give_up {
+            let _ = child.kill();
+            panic!("building the {name} example took over 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "cargo build --example {name}: {status}");
+    let example = profile_dir.join("examples").join(name);
+    assert!(example.exists(), "no example at {}", example.display());
+    example
 }
 
 /// Runs the example with `args` to completion (bounded by LIMIT): (exit code, stdout, stderr).
@@ -146,4 +147,30 @@ fn echo_example_serves_and_stops_on_sigterm() {
 #[test]
 fn echo_example_stops_on_sigint() {
     run_and_signal(libc::SIGINT);
+}
+
+/// The scheduler tour (`examples/goroutines.rs`) runs to the end and its checks pass.
+#[test]
+fn the_goroutines_example_passes_its_checks() {
+    let child = Command::new(build_example("goroutines"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()).unwrap());
+    let Ok(output) = rx.recv_timeout(LIMIT) else {
+        // SAFETY: killing the child we started, which did not exit in time.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        panic!("the goroutines example did not exit");
+    };
+    let output = output.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("all checks passed"),
+        "{}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

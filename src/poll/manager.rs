@@ -7,16 +7,18 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::{LoadBalance, Poller};
 
-/// The default number of pollers: one per four CPUs, at least one.
+/// The default number of pollers: one per CPU.
 ///
-/// A poller only waits, reads and writes; the work it feeds (request handlers) is several times
-/// larger, so one poller keeps up with about four cores of handlers. CloudWeGo netpoll keeps a
-/// single poller up to four cores for the same reason. More pollers than that spend cores on
-/// epoll wake-ups instead of handlers. Set the number with
-/// [`PollManager::set_num_loops`] when the workload says otherwise.
+/// Handlers run on the pollers (as coroutines, or inline), and so do the Go-net face's
+/// goroutines: a poller is where the work happens, not just where it is dispatched, and one per
+/// core lets every core do it without a hand-off. (When handlers ran on a thread pool, one
+/// poller per four cores was enough, as in CloudWeGo netpoll; `docs/ARCHITECTURE.md` has the
+/// measurement behind the change.) Servers whose handlers run on a [`HandlerPool`] may want
+/// fewer: set the number with [`PollManager::set_num_loops`] or the builders' `num_loops`.
+///
+/// [`HandlerPool`]: crate::rt::HandlerPool
 pub fn default_num_loops() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cores.div_ceil(4).max(1)
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// N pollers and a [`LoadBalance`] policy that spreads new registrations across them.
