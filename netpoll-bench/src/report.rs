@@ -45,6 +45,8 @@ pub struct Meta {
     pub pinning: Option<(usize, usize)>,
     /// The server the ratios are to.
     pub baseline: String,
+    /// Servers asked for but not run: (server, why).
+    pub skipped: Vec<(String, String)>,
 }
 
 /// Median, min and max of one metric over a row's samples.
@@ -174,9 +176,15 @@ impl Report {
             "netpoll = EventLoop with inline handlers on 1 poller; netpoll-pool = same with the handler pool\n",
         );
         out.push_str("netpoll-net = thread per connection on blocking netpoll::net::TcpConn (parks on the pollers)\n");
+        out.push_str("netpoll-go = coroutine per connection on netpoll::net::TcpConn (suspends on its poller), accept loops in coroutines\n");
+        out.push_str("go-net = Go's net, goroutine per connection, GOMAXPROCS=1\n");
         out.push_str(
             "CPU us/req = the server process's CPU clock (ns) over the measured window / requests\n",
         );
+        // Each note names its server ("go-net: no `go` on PATH ...").
+        for (_, why) in &m.skipped {
+            let _ = writeln!(out, "skipped: {why}");
+        }
         let _ = writeln!(out, "ratios (x req/s, x CPU/req) are to {}\n", m.baseline);
         out.push_str(&self.table());
         if !self.failures.is_empty() {
@@ -304,6 +312,17 @@ impl Report {
             None => out.push_str("  \"pinning\": null,\n"),
         }
         let _ = writeln!(out, "  \"baseline\": {},", string(&m.baseline));
+        out.push_str("  \"skipped\": [");
+        for (i, (server, why)) in m.skipped.iter().enumerate() {
+            let _ = write!(
+                out,
+                "{}{{\"server\": {}, \"why\": {}}}",
+                if i == 0 { "" } else { ", " },
+                string(server),
+                string(why)
+            );
+        }
+        out.push_str("],\n");
         out.push_str("  \"results\": [");
         for (i, r) in self.rows.iter().enumerate() {
             out.push_str(if i == 0 { "\n" } else { ",\n" });
@@ -511,6 +530,7 @@ mod tests {
             kernel: "6.1".into(),
             pinning: None,
             baseline: "netpoll".into(),
+            skipped: vec![("go-net".into(), "go-net: no `go` on PATH".into())],
         };
         let kinds = vec!["netpoll".to_string(), "tokio-mt".to_string()];
         let samples = vec![vec![
@@ -567,6 +587,7 @@ mod tests {
             text.contains("tokio-mt / 64B x100 / round 2: connect 127.0.0.1:9"),
             "{text}"
         );
+        assert!(text.contains("skipped: go-net: no `go` on PATH"), "{text}");
         let table = report().table();
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3, "{table}");
@@ -597,6 +618,7 @@ mod tests {
             "\"rps\": {\"median\": 2000, \"min\": 1000, \"max\": 3000}",
             "\"cpu_us_per_req\": {\"median\": 10",
             "\"failed_runs\": 1",
+            "\"skipped\": [{\"server\": \"go-net\", \"why\": \"go-net: no `go` on PATH\"}],",
             "\"round\": 2, \"error\": \"connect 127.0.0.1:9: Connection refused (os error 111) \\\"quoted\\\"\"",
         ] {
             assert!(json.contains(field), "{field} not in {json}");

@@ -3,30 +3,52 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 /// Every server kind, in table order (`netpoll` first: the others' ratios are to it).
+/// `netpoll` runs inline handlers, `netpoll-pool` pool handlers, `netpoll-co` coroutine
+/// handlers (the library's default); `netpoll-go` is the Go-net face in coroutines.
 pub const ALL: &[&str] = &[
     "netpoll",
     "netpoll-pool",
+    "netpoll-co",
+    "netpoll-go",
     "tokio",
     "tokio-mt",
     "std",
     "netpoll-net",
+    "go-net",
     "epoll",
 ];
+
+/// Why server `kind` cannot run on this machine (checked before a main run or `idle`, which
+/// skip or refuse it with this note), or `None` if it can. Builds the Go peer if needed.
+pub fn unavailable(kind: &str) -> Option<String> {
+    match kind {
+        "go-net" => go_net_binary().err(),
+        _ => None,
+    }
+}
 
 /// Runs server `kind` on `addr` until a signal.
 pub fn serve(kind: &str, addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
     match kind {
-        "netpoll" | "netpoll-pool" => serve_netpoll(addr, loops, kind == "netpoll"),
+        "netpoll" => serve_netpoll(addr, loops, Handlers::Inline),
+        "netpoll-pool" => serve_netpoll(addr, loops, Handlers::Pool),
+        // Reserved: the reactor face with `EventLoop::builder().coroutine_handlers()`.
+        "netpoll-co" => serve_netpoll(addr, loops, Handlers::Coroutine),
+        "netpoll-go" => serve_netpoll_go(addr, loops),
         "tokio" => serve_tokio(addr, false),
         "tokio-mt" => serve_tokio(addr, true),
         "std" => serve_std(addr),
         "netpoll-net" => serve_netpoll_net(addr, loops),
+        "go-net" => serve_go_net(addr, loops),
         "epoll" => {
             let listener = listen(addr)?;
             exit_on_signal()?;
@@ -61,8 +83,16 @@ fn exit_on_signal() -> io::Result<()> {
 }
 
 /// The reactor face: `inline` runs the (never-blocking) echo handler on the pollers, otherwise
-/// on the handler pool.
-fn serve_netpoll(addr: SocketAddr, loops: Option<usize>, inline: bool) -> io::Result<()> {
+/// on the handler pool (named explicitly: the builder's default is becoming coroutines).
+/// Where the reactor servers run their handlers.
+#[derive(Clone, Copy)]
+enum Handlers {
+    Inline,
+    Pool,
+    Coroutine,
+}
+
+fn serve_netpoll(addr: SocketAddr, loops: Option<usize>, handlers: Handlers) -> io::Result<()> {
     let mut builder = netpoll::EventLoop::builder().on_request(|_, conn| {
         let mut reader = conn.reader();
         let data = reader.next(reader.len())?;
@@ -72,9 +102,11 @@ fn serve_netpoll(addr: SocketAddr, loops: Option<usize>, inline: bool) -> io::Re
         writer.flush()
     });
     builder = builder.num_loops(loops.unwrap_or(1));
-    if inline {
-        builder = builder.inline_handlers();
-    }
+    builder = match handlers {
+        Handlers::Inline => builder.inline_handlers(),
+        Handlers::Pool => builder.handler_pool(netpoll::runner::default_pool()),
+        Handlers::Coroutine => builder.coroutine_handlers(),
+    };
     let server = std::sync::Arc::new(builder.build()?);
     let listener = netpoll::Listener::bind_tcp(addr)?;
     announce(*listener.local_addr().as_inet().expect("a TCP listener"));
@@ -202,4 +234,172 @@ fn serve_netpoll_net(addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
             })?;
     }
     Ok(())
+}
+
+/// The Go-net face inside coroutines, as Go code reads: an accept loop that is itself a
+/// coroutine and a coroutine per connection (`go handle(conn)`), each a plain blocking
+/// `read`/`write_all` loop with a 4 KiB heap buffer. Its blocking calls suspend the coroutine
+/// on its poller instead of parking a thread. `loops` pollers of its own when given, else the
+/// library's global pollers.
+fn serve_netpoll_go(addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
+    let own = loops
+        .map(|n| netpoll::poll::PollManager::new(n).map(Arc::new))
+        .transpose()?;
+    let pollers = match &own {
+        Some(manager) => manager.pollers(),
+        None => netpoll::poll::PollManager::global()?.pollers(),
+    };
+    // One SO_REUSEPORT listener per poller, each made and accepted on by a coroutine of that
+    // poller, rather than one listener that an accept coroutine per poller shares: the kernel
+    // then spreads new connections over the pollers (by 4-tuple hash), and each poller's
+    // accept wakes stay local. A shared listener is registered on one poller only, so the
+    // other pollers' accepts would be woken from a foreign thread, and its accepts serialise
+    // on the listener's read lock, which a coroutine waits for by yielding in a loop (a busy
+    // wait, phase 1 of the scheduler): N-1 accept coroutines would spin. (A single accept
+    // loop could instead hand each connection to the next poller, but a connection accepted
+    // inside a coroutine registers on that coroutine's poller: every conn would sit on one.)
+    let mut listeners = Vec::with_capacity(pollers.len());
+    let mut bind = addr;
+    for poller in &pollers {
+        let config = netpoll::net::ListenConfig::new().reuse_port(pollers.len() > 1);
+        // Listening inside a coroutine registers the listener on that coroutine's poller.
+        let listener = netpoll::go_on(poller, move || config.listen_tcp_addr(bind))
+            .join()
+            .map_err(|_| io::Error::other("netpoll-go: the listening coroutine panicked"))??;
+        // Port 0 picked a port: the other listeners share it.
+        bind = listener.local_addr();
+        listeners.push(Arc::new(listener));
+    }
+    announce(bind);
+    // A signal closes the listeners: each accept loop ends with the closed error.
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let stoppers = listeners.clone();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            for listener in &stoppers {
+                let _ = listener.close();
+            }
+        }
+    });
+    let accepts: Vec<_> = listeners
+        .into_iter()
+        .zip(&pollers)
+        .map(|(listener, poller)| netpoll::go_on(poller, move || accept_loop(&listener)))
+        .collect();
+    for accept in accepts {
+        accept
+            .join()
+            .map_err(|_| io::Error::other("netpoll-go: an accept coroutine panicked"))??;
+    }
+    // Connection coroutines still suspended (peers that have not closed) end with the
+    // process; `own`'s pollers are closed when it drops here.
+    drop(own);
+    Ok(())
+}
+
+/// The accept loop of `netpoll-go`, run as a coroutine: `incoming()` suspends it until a
+/// connection arrives (and rides out EMFILE by backing off on a poller timer).
+fn accept_loop(listener: &netpoll::net::TcpListener) -> io::Result<()> {
+    // A connection accepted inside a coroutine is registered on that coroutine's poller:
+    // its reader runs there too, so the wakes of its reads and writes are local pushes.
+    let poller = netpoll::rt::current_poller().expect("accept_loop runs in a coroutine");
+    for conn in listener.incoming() {
+        let conn = match conn {
+            Ok(conn) => conn,
+            Err(e) if netpoll::net::is_closed(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        netpoll::go_on(&poller, move || echo(conn, 4096));
+    }
+    Ok(())
+}
+
+/// Echoes until end of stream or an error, through a heap buffer of `size` bytes.
+fn echo(mut stream: impl Read + Write, size: usize) {
+    let mut buf = vec![0u8; size];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Go's `net` as a peer: `peers/gonet/main.go` (a goroutine per connection, a 4 KiB buffer),
+/// built by [`go_net_binary`], run in place of this process (same PID, so the caller's CPU,
+/// memory and SIGTERM reach it) with `GOMAXPROCS` = `loops` (default 1).
+fn serve_go_net(addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let binary = go_net_binary().map_err(io::Error::other)?;
+    let error = Command::new(&binary)
+        .args(["-addr", &addr.to_string()])
+        .env("GOMAXPROCS", loops.unwrap_or(1).to_string())
+        .exec();
+    Err(io::Error::new(
+        error.kind(),
+        format!("running {}: {error}", binary.display()),
+    ))
+}
+
+/// The Go peer's source directory (in this crate).
+fn go_net_source() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/gonet")
+}
+
+/// `go` on the PATH, if any.
+fn find_go() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("go"))
+        .find(|go| go.is_file())
+}
+
+/// The Go peer's binary, next to this program (its target dir), built with `go build` when
+/// missing or older than its source. `Err` says why it cannot run (no `go`, a failed build).
+pub fn go_net_binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("go-net: finding this program: {e}"))?;
+    let binary = exe.with_file_name("netpoll-bench-gonet");
+    let source = go_net_source().join("main.go");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let fresh = match (modified(&binary), modified(&source)) {
+        (Some(built), Some(src)) => built >= src,
+        (Some(_), None) => true, // the source is not here (a copied binary): use what was built
+        (None, _) => false,
+    };
+    if fresh {
+        return Ok(binary);
+    }
+    let Some(go) = find_go() else {
+        return Err(
+            "go-net: no `go` on PATH (scripts/install-go installs Debian's golang-go)".into(),
+        );
+    };
+    // Built under a temporary name, then renamed: concurrent builds (parallel tests) never
+    // run a half-written binary.
+    let partial = exe.with_file_name(format!("netpoll-bench-gonet.{}.tmp", std::process::id()));
+    let out = Command::new(&go)
+        .arg("build")
+        .arg("-o")
+        .arg(&partial)
+        .arg(".")
+        .current_dir(go_net_source())
+        // Never fetch another toolchain: go.mod asks for an old one on purpose.
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .map_err(|e| format!("go-net: running {} build: {e}", go.display()))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(format!(
+            "go-net: go build failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    std::fs::rename(&partial, &binary)
+        .map_err(|e| format!("go-net: installing {}: {e}", binary.display()))?;
+    Ok(binary)
 }

@@ -1,4 +1,5 @@
-//! `serve` + `load` for every server kind: a few seconds of tiny load, every byte verified;
+//! `serve` + `load` for every server kind (go-net when `go` is on the PATH): a few seconds of
+//! tiny load, every byte verified;
 //! then the command line as a new user meets it: names checked up front, durations and host
 //! names, the OS error of a failed connect, and a tiny main run's JSON, CSV and SVG files.
 
@@ -11,8 +12,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_netpoll-bench");
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn smoke(server: &str) {
+    smoke_with(server, &[]);
+}
+
+/// [`smoke`] with more `serve` flags (`--loops 2`).
+fn smoke_with(server: &str, flags: &[&str]) {
     let mut child = Command::new(BIN)
         .args(["serve", "--server", server, "--addr", "127.0.0.1:0"])
+        .args(flags)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -106,6 +113,73 @@ fn epoll_floor() {
 }
 
 #[test]
+fn netpoll_go_coroutines() {
+    smoke("netpoll-go");
+}
+
+#[test]
+fn netpoll_go_on_two_pollers() {
+    // One SO_REUSEPORT listener and accept coroutine per poller.
+    smoke_with("netpoll-go", &["--loops", "2"]);
+}
+
+/// `go` on the PATH, as the bench tool looks for it.
+fn have_go() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("go").is_file()))
+}
+
+#[test]
+fn go_net_peer() {
+    if !have_go() {
+        eprintln!("go_net_peer: SKIPPED, no `go` on PATH (scripts/install-go installs it)");
+        return;
+    }
+    smoke("go-net");
+}
+
+#[test]
+fn go_net_without_go_is_skipped_with_a_note() {
+    // An empty PATH: no `go`, and the bench tool finds its own binary by path, not PATH. A
+    // go-net binary built by another test is used if present, so only check the note when
+    // the run did skip.
+    let out = Command::new(BIN)
+        .args([
+            "--servers",
+            "go-net,epoll",
+            "--scenarios",
+            "64b-x100",
+            "--rounds",
+            "1",
+        ])
+        .args(["--duration", "200ms", "--warmup", "0s", "--no-pin"])
+        .env("PATH", "")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", stderr(&out));
+    let ran = stdout
+        .lines()
+        .any(|l| l.starts_with("64B x100") && l.contains("go-net"));
+    if !ran {
+        assert!(
+            stdout.contains("skipped: go-net: no `go` on PATH"),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn netpoll_co() {
+    smoke("netpoll-co");
+}
+
+#[test]
+fn netpoll_co_on_two_pollers() {
+    smoke_with("netpoll-co", &["--loops", "2"]);
+}
+
+#[test]
 fn unknown_server_is_a_clear_error() {
     let out = Command::new(BIN)
         .args(["serve", "--server", "nope", "--addr", "127.0.0.1:0"])
@@ -182,7 +256,14 @@ fn unknown_server_in_the_main_run_fails_at_once_with_the_valid_names() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let err = stderr(&out);
     assert!(err.contains("unknown server \"nope\""), "{err}");
-    for name in ["netpoll-pool", "tokio-mt", "netpoll-net", "epoll"] {
+    for name in [
+        "netpoll-pool",
+        "netpoll-go",
+        "tokio-mt",
+        "netpoll-net",
+        "go-net",
+        "epoll",
+    ] {
         assert!(err.contains(name), "{name} not listed: {err}");
     }
     // Scenarios and idle's server too.
@@ -279,6 +360,25 @@ fn idle_counts_a_few_connections() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout} {}", stderr(&out));
     assert!(stdout.contains("idle epoll: 20 connections"), "{stdout}");
+}
+
+#[test]
+fn idle_counts_netpoll_go_connections() {
+    let out = run_bounded(&[
+        "idle",
+        "--server",
+        "netpoll-go",
+        "--conns",
+        "20",
+        "--timeout",
+        "10s",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", stderr(&out));
+    assert!(
+        stdout.contains("idle netpoll-go: 20 connections"),
+        "{stdout}"
+    );
 }
 
 #[test]
