@@ -299,6 +299,11 @@ impl Poller {
         }
     }
 
+    /// True once `close` has begun (the loop may still be finishing its last iteration).
+    pub(crate) fn is_closing(&self) -> bool {
+        self.shared.closing.load(Ordering::Acquire)
+    }
+
     /// True once the loop has exited.
     pub fn is_closed(&self) -> bool {
         *lock(&self.shared.stopped)
@@ -374,8 +379,10 @@ impl Shared {
         }
     }
 
+    /// A thread-local read (the loop publishes its id while it runs): this is on every
+    /// handler's hot path, where a lock and a `thread::current()` would cost.
     fn on_poller_thread(&self) -> bool {
-        *lock(&self.thread_id) == Some(thread::current().id())
+        current_poller_id() == Some(self.id)
     }
 
     fn control(&self, reg: &Arc<RegistrationInner>, event: PollEvent) -> io::Result<()> {

@@ -343,9 +343,13 @@ impl<C: Send + Sync + 'static> EventLoopBuilder<C> {
     /// write waiting for room, a `TcpConn` of the Go-net face, [`crate::sleep`]) and those
     /// suspend the coroutine while the poller serves its other connections — no thread is
     /// parked, no futex. The coroutine exists only while a handler runs: an idle connection
-    /// holds no stack. A call that blocks the *thread* (std I/O, a foreign lock, a long
-    /// computation) stalls every connection of that poller: wrap it in [`crate::blocking`].
-    /// See `docs/GOROUTINES.md`.
+    /// holds no stack. A call that blocks the *thread* (std I/O, a std channel or `Mutex`
+    /// held across a netpoll call, a long computation) stalls every connection of that poller,
+    /// and can deadlock it when the thing it waits for runs on the same poller: wrap it in
+    /// [`crate::blocking`]. Handlers of one poller run one at a time (one poller per CPU by
+    /// default), share its thread-locals, and get [`crate::rt::stack_size`] of stack (64 KiB by
+    /// default, where a pool thread has 256 KiB; an overflow aborts the process). See
+    /// `docs/GOROUTINES.md`.
     ///
     /// ```
     /// # use netpoll::EventLoop;

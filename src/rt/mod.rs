@@ -110,8 +110,11 @@ pub(crate) fn park_until(deadline: Instant) {
                     sched::suspend();
                     poller.cancel(key);
                 }
-                // The poller is closing: no timer will resume us; wait on the thread instead.
-                Err(_) => thread::sleep(deadline.saturating_duration_since(Instant::now())),
+                // The poller is closing: no timer will resume us, but its teardown unwinds us
+                // right after this iteration (a real wake before that still resumes us).
+                Err(_) => {
+                    sched::suspend();
+                }
             }
         }
         _ => thread::park_timeout(deadline.saturating_duration_since(Instant::now())),

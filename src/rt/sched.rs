@@ -157,6 +157,14 @@ pub(crate) fn spawn_here(
     stack_size: Option<usize>,
 ) -> io::Result<()> {
     debug_assert_eq!(current_poller_id(), Some(poller.id()));
+    if poller.is_closing() {
+        // It would never be resumed (the teardown drops it unstarted): let the caller run the
+        // body itself (`spawn_or_run`) or fail (`go`).
+        return Err(io::Error::new(
+            io::ErrorKind::NotConnected,
+            "poller is closing",
+        ));
+    }
     let default = super::stack_size();
     let size = stack_size.unwrap_or(default);
     let pooled = if size == default {

@@ -12,22 +12,26 @@
 //! releasing it. So a wake between the check and the park is never lost (the thread's unpark
 //! token, or the coroutine's queued resume, outlives the race).
 
+use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::{park, park_until, Parker};
 
 /// The waiters of one condition, kept inside the `Mutex` that guards the condition.
+///
+/// A queue, oldest first. Its capacity is kept across waits, and a single waiter is taken out
+/// without allocating, so a connection's read–wake cycle allocates nothing once warm.
 #[derive(Default)]
 pub(crate) struct WaitList {
-    waiters: Vec<(u64, Parker)>,
+    waiters: VecDeque<(u64, Parker)>,
     next_id: u64,
 }
 
 impl WaitList {
     pub(crate) const fn new() -> WaitList {
         WaitList {
-            waiters: Vec::new(),
+            waiters: VecDeque::new(),
             next_id: 0,
         }
     }
@@ -35,8 +39,12 @@ impl WaitList {
     fn push(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        self.waiters.push((id, Parker::current()));
+        self.waiters.push_back((id, Parker::current()));
         id
+    }
+
+    fn contains(&self, id: u64) -> bool {
+        self.waiters.iter().any(|(other, _)| *other == id)
     }
 
     fn remove(&mut self, id: u64) {
@@ -46,16 +54,19 @@ impl WaitList {
     /// Takes every waiter; wake them ([`Wakes::wake`]) after unlocking.
     #[must_use = "wake the waiters after releasing the lock"]
     pub(crate) fn take_all(&mut self) -> Wakes {
-        Wakes(std::mem::take(&mut self.waiters))
+        match self.waiters.len() {
+            0 => Wakes::None,
+            1 => self.take_one(),
+            _ => Wakes::Many(self.waiters.drain(..).map(|(_, p)| p).collect()),
+        }
     }
 
     /// Takes the longest-waiting waiter, if any.
     #[must_use = "wake the waiter after releasing the lock"]
     pub(crate) fn take_one(&mut self) -> Wakes {
-        if self.waiters.is_empty() {
-            Wakes(Vec::new())
-        } else {
-            Wakes(vec![self.waiters.remove(0)])
+        match self.waiters.pop_front() {
+            Some((_, parker)) => Wakes::One(parker),
+            None => Wakes::None,
         }
     }
 
@@ -66,12 +77,18 @@ impl WaitList {
 }
 
 /// Waiters taken from a [`WaitList`], to be woken once its lock is released.
-pub(crate) struct Wakes(Vec<(u64, Parker)>);
+pub(crate) enum Wakes {
+    None,
+    One(Parker),
+    Many(Vec<Parker>),
+}
 
 impl Wakes {
     pub(crate) fn wake(self) {
-        for (_, parker) in self.0 {
-            parker.wake();
+        match self {
+            Wakes::None => {}
+            Wakes::One(parker) => parker.wake(),
+            Wakes::Many(parkers) => parkers.into_iter().for_each(Parker::wake),
         }
     }
 }
@@ -131,11 +148,40 @@ impl Gate {
     pub(crate) fn lock(&self) -> GateGuard<'_> {
         let mut state = self.lock_state();
         while state.locked {
-            state = wait_until(&self.state, state, |s| &mut s.waiters, None)
-                .expect("no deadline, so the wait always returns the guard");
+            let id = state.waiters.push();
+            drop(state);
+            // Unwound while queued (the coroutine's poller closed): leave the queue, and if the
+            // releaser already chose us, pass the free gate on, or the next waiter is never woken.
+            let cancel = PassOn { gate: self, id };
+            park();
+            std::mem::forget(cancel);
+            state = self.lock_state();
+            state.waiters.remove(id);
         }
         state.locked = true;
         GateGuard { gate: self }
+    }
+}
+
+struct PassOn<'a> {
+    gate: &'a Gate,
+    id: u64,
+}
+
+impl Drop for PassOn<'_> {
+    fn drop(&mut self) {
+        let wakes = {
+            let mut state = self.gate.lock_state();
+            if state.waiters.contains(self.id) {
+                state.waiters.remove(self.id);
+                Wakes::None
+            } else if !state.locked {
+                state.waiters.take_one()
+            } else {
+                Wakes::None
+            }
+        };
+        wakes.wake();
     }
 }
 

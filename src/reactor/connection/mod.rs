@@ -355,9 +355,18 @@ impl Connection {
             // The poller may be inside a callback for this fd that passed its checks before the
             // detach: one task round trip waits it out, so no read takes the caller's bytes
             // after we return. (A closed poller runs no callbacks and drops the task at once.)
-            let (done, finished) = std::sync::mpsc::channel::<()>();
+            // A coroutine-aware wait: a coroutine handler detaching a connection of another
+            // poller must not block its own poller's thread (two of them would deadlock).
+            struct Done(Arc<crate::rt::Mailbox<()>>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    self.0.put(()); // run, or dropped unrun by a closing poller
+                }
+            }
+            let finished = crate::rt::Mailbox::<()>::new(1);
+            let done = Done(Arc::clone(&finished));
             if inner.poller.execute(move || drop(done)).is_ok() {
-                let _ = finished.recv();
+                let _ = finished.recv(None);
             }
         }
         inner.wake_all();

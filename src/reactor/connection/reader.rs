@@ -198,6 +198,9 @@ impl<'a> ConnReader<'a> {
         let deadline = inner.read_timeout().map(|t| Instant::now() + t);
         let mut guard = lock(&inner.waiters);
         inner.wait_size.store(n, Ordering::SeqCst);
+        // Reset however the wait ends, an unwind included (a coroutine dropped by its closing
+        // poller): a stale size would keep arrivals from scheduling the handler.
+        let _waiting = WaitSize(inner);
         // A frame larger than the input cap must still be able to arrive.
         if inner.state.has(READ_PAUSED) && inner.buffered() < inner.effective_input_cap() {
             inner.resume_reading();
@@ -218,8 +221,16 @@ impl<'a> ConnReader<'a> {
                 None => break Err(io::Error::new(ErrorKind::TimedOut, "read timeout")),
             };
         };
-        inner.wait_size.store(0, Ordering::SeqCst);
         result
+    }
+}
+
+/// Clears `wait_size` when a waiting read ends.
+struct WaitSize<'a>(&'a ConnInner);
+
+impl Drop for WaitSize<'_> {
+    fn drop(&mut self) {
+        self.0.wait_size.store(0, Ordering::SeqCst);
     }
 }
 
