@@ -11,7 +11,6 @@
 //! | `READ_EXPIRED`  | a read deadline in the past / its timer | a new read deadline (future or none) | reads: timeout |
 //! | `WRITE_EXPIRED` | likewise for writes            | likewise                   | writes: timeout           |
 //! | `EVENT_ERR`     | an event whose mask is exactly `ERR` | never                | a read about to wait: the socket error |
-//! | `READ_HUP`      | an event with `RDHUP`, `HUP` or `ERR` | never               | reads after a short read: no skipping the `readv` (end of stream or an error needs no new edge) |
 //!
 //! When a call is refused the precedence is closed, then expired, then event error (as in Go).
 //!
@@ -42,7 +41,6 @@ const CLOSING: u32 = 1;
 const READ_EXPIRED: u32 = 1 << 1;
 const WRITE_EXPIRED: u32 = 1 << 2;
 const EVENT_ERR: u32 = 1 << 3;
-const READ_HUP: u32 = 1 << 4;
 
 /// One direction of a descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -336,13 +334,6 @@ impl PollDesc {
         previous & CLOSING == 0
     }
 
-    /// Whether the poller has reported the peer's end of stream, a hang-up or an error: then a
-    /// read must not wait for a new edge after a short read (end of stream reads 0 again with
-    /// no edge). Set before that event's wake, so a reader that finds it unset is woken after.
-    pub(crate) fn read_hung_up(&self) -> bool {
-        self.timing.info.load(Ordering::SeqCst) & READ_HUP != 0
-    }
-
     pub(crate) fn is_closing(&self) -> bool {
         self.timing.info.load(Ordering::SeqCst) & CLOSING != 0
     }
@@ -360,9 +351,6 @@ impl EventHandler for PollDesc {
     fn on_ready(&self, ready: Ready) {
         if ready == Ready::ERROR {
             self.timing.info.fetch_or(EVENT_ERR, Ordering::SeqCst);
-        }
-        if ready.intersects(Ready::READ_CLOSED | Ready::HANGUP | Ready::ERROR) {
-            self.timing.info.fetch_or(READ_HUP, Ordering::SeqCst);
         }
         let reader = ready
             .intersects(Ready::READABLE | Ready::READ_CLOSED | Ready::HANGUP | Ready::ERROR)

@@ -16,9 +16,8 @@
 //!   another coroutine of the same poller, suspended with the guard, which only that thread can
 //!   resume. Such waits try the lock and yield until it is free (`lock_co`, `read_guard`,
 //!   close's write guard). Phase 1: a busy yield, bounded by the holder's call.
-//! - Inside a coroutine, a read that returned fewer bytes than asked drained the socket, so
-//!   the next read waits for readiness before its `readv` instead of issuing one that says
-//!   `EAGAIN` (see `read_vectored`).
+//! - A read issues `readv` until `EAGAIN` before it waits, also after a short read (see
+//!   `read_vectored`).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, RawFd};
@@ -36,8 +35,8 @@ use crate::sys::socket::{accept4, readv, sendmsg};
 pub(crate) struct NetFd {
     socket: RwLock<Option<Socket>>,
     desc: Arc<PollDesc>,
-    /// Serialises reads; true when the last read inside a coroutine was short (drained).
-    read_lock: Mutex<bool>,
+    /// Serialises reads (and accepts).
+    read_lock: Mutex<()>,
     /// Serialises writes; holds the error that cut the last write short, for the next call.
     write_lock: Mutex<Option<io::Error>>,
     /// The fd number at creation, for `AsRawFd` (which must not take a lock).
@@ -53,7 +52,7 @@ impl NetFd {
             raw,
             socket: RwLock::new(Some(socket)),
             desc,
-            read_lock: Mutex::new(false),
+            read_lock: Mutex::new(()),
             write_lock: Mutex::new(None),
         })
     }
@@ -78,45 +77,20 @@ impl NetFd {
 
     /// Reads into `bufs`; a zero-length read returns 0 at once, end of stream is `Ok(0)`.
     pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let mut drained = lock_co(&self.read_lock);
+        let _serial = lock_co(&self.read_lock);
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
-        let asked: usize = bufs.iter().map(|b| b.len()).sum();
-        if asked == 0 {
+        if bufs.iter().all(|b| b.is_empty()) {
             return Ok(0);
         }
-        let in_coroutine = crate::rt::in_coroutine();
-        if std::mem::take(&mut *drained) && in_coroutine && !self.desc.read_hung_up() {
-            // The last read was short: it emptied the socket's receive queue of data. The
-            // registration is edge-triggered (IN|OUT|RDHUP), and the kernel signals an edge
-            // whenever data (or a FIN, a reset, an error) arrives on a socket, so data that
-            // arrived after that read has produced an edge after it: waiting here loses
-            // nothing. An edge that raced that read (the data was read, the edge latched the
-            // slot READY) ends this wait at once; the readv below may then say EAGAIN once, as
-            // without this shortcut. A FIN or an error that came *before* the short read makes
-            // no new edge, yet the next readv must report it: that is what `read_hung_up`
-            // excludes (its bit is set before the event's wake, so either we see it here or
-            // the wake comes after and ends the wait). Close and deadlines end the wait as
-            // usual; an error event falls through to readv.
-            if let Err(e) = self.desc.wait(Mode::Read) {
-                if error::is_closed(&e) || error::is_timeout(&e) {
-                    return Err(e);
-                }
-            }
-        }
+        // Always read until EAGAIN before waiting, even after a short read: a short read does
+        // not prove the receive queue empty (TCP urgent data stops a read at the mark, a Unix
+        // socket's SCM_RIGHTS at its message), and the edge-triggered registration sends no new
+        // edge for bytes already queued, so waiting for one could stall forever.
         loop {
             match readv(sock, bufs) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(sock, Mode::Read)?,
-                Ok(n) => {
-                    // End of stream (0) is not a drain: it reads 0 again at once, no edge.
-                    // The short-read shortcut is off: a short read does not prove the queue
-                    // empty (TCP urgent data stops a read at the mark, Unix SCM_RIGHTS at its
-                    // message), and no new edge comes for bytes already queued (review of rt12).
-                    let _ = (in_coroutine, asked);
-                    *drained = false;
-                    return Ok(n);
-                }
                 result => return result,
             }
         }
