@@ -574,10 +574,17 @@ fn run(shared: Arc<Shared>) {
         }
     }
 
-    // Closing: forget every registration so no further callback can run, and drop queued tasks.
+    // Closing: forget every registration so no further callback can run, then tell each owner
+    // (the Go-net face's descriptors fail their waiters with the closed error: no event will
+    // ever wake them now), then drop queued tasks.
     let orphans: Vec<_> = lock(&shared.table).drain().collect();
-    for reg in orphans {
+    for reg in &orphans {
         reg.token.store(0, Ordering::Release);
+    }
+    for reg in orphans {
+        if let Some(handler) = reg.handler.upgrade() {
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| handler.on_poller_closed()));
+        }
     }
     lock(&shared.tasks).clear();
     lock(&shared.timers).clear();

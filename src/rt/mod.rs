@@ -170,7 +170,11 @@ impl<T> Mailbox<T> {
                 if !state.items.is_empty() {
                     return Some(state.items.remove(0));
                 }
-                if state.senders == 0 || deadline.is_some_and(|d| d <= Instant::now()) {
+                // Nothing waits while a poller thread unwinds its coroutines (`sched`).
+                if state.senders == 0
+                    || deadline.is_some_and(|d| d <= Instant::now())
+                    || sched::tearing_down()
+                {
                     return None;
                 }
                 state.waiter = Some(Parker::current());
@@ -232,13 +236,21 @@ pub struct JoinHandle<T> {
 impl<T> JoinHandle<T> {
     /// Waits for the coroutine to finish: parks a plain thread, suspends a calling coroutine.
     /// `Err` carries the payload of a panic in the coroutine (or a message if its poller closed
-    /// before it finished).
+    /// before it finished). Called by a destructor that runs while a poller shuts down (its
+    /// suspended coroutines unwinding), it does not wait: an unfinished coroutine's join
+    /// returns `Err` at once.
     pub fn join(self) -> thread::Result<T> {
         loop {
             {
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(result) = state.result.take() {
                     return result;
+                }
+                if sched::tearing_down() {
+                    // The coroutine may be one this teardown unwinds after the caller.
+                    return Err(Box::new(
+                        "netpoll: join during a poller's shutdown, the coroutine had not finished",
+                    ));
                 }
                 state.waiter = Some(Parker::current());
             }
@@ -367,9 +379,13 @@ pub fn yield_now() {
     }
 }
 
-/// Sleeps for `duration`: a coroutine suspends on a timer of its poller; a thread sleeps.
+/// Sleeps for `duration`: a coroutine suspends on a timer of its poller; a thread sleeps. In a
+/// destructor run by a poller's shutdown (its coroutines unwinding) it returns at once.
 pub fn sleep(duration: Duration) {
     let until = Instant::now() + duration;
+    if sched::tearing_down() {
+        return;
+    }
     if !in_coroutine() {
         thread::sleep(duration);
         return;

@@ -11,6 +11,31 @@
 //! trigger) from elsewhere. Wakes may be stale or repeated (a wait that ended early still gets
 //! its wake later), so every suspension re-checks its condition in a loop, and a handle whose
 //! generation no longer matches its slot wakes nothing.
+//!
+//! ## Teardown
+//! When the poller's loop exits, in this order:
+//! 1. the loop stops dispatching: no event, task, timer or run-queue item runs any more;
+//! 2. every registration still attached is detached and its owner told (`on_poller_closed`):
+//!    each Go-net poll descriptor of the poller is marked `POLLER_CLOSED` and its waiters are
+//!    woken, so threads (and other pollers' coroutines) waiting on it fail with the closed
+//!    error instead of waiting forever; this poller's coroutines are only queued, never run;
+//! 3. queued tasks and timers are dropped;
+//! 4. this module's hook ([`teardown`]): the *teardown phase* flag is set, then every coroutine
+//!    still suspended is dropped, in slab order, which force-unwinds it here, on the poller
+//!    thread, outside any coroutine. Their destructors run; their `JoinHandle`s get `Err`;
+//! 5. the scheduler (spare stacks, coroutines spawned by those destructors, never started) and
+//!    the registry entry go, and the flag is cleared; then the run queues are cleared.
+//!
+//! During the teardown phase nothing on this thread waits ([`tearing_down`]), because what it
+//! would wait for may be held by a coroutine that is still suspended and will only be resumed to
+//! be unwound after the current destructor: a netpoll wait (read, write, accept, dial, sleep on
+//! a descriptor) fails at once with the closed error, a `JoinHandle::join` returns `Err`, a
+//! mailbox receive gives up, `sleep` returns, and a `NetFd` lock held by someone else is not
+//! waited for (the call fails with the closed error). A close does not wait for the calls in
+//! flight when they hold its locks (they may be suspended coroutines, which are not in a
+//! syscall and only resume to unwind): it evicts the descriptor and shuts the socket down
+//! (`shutdown(2)`, so the peer sees the end), and the fd itself is closed when its last owner
+//! drops it, once no call can be using it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -79,6 +104,14 @@ thread_local! {
     static CURRENT: Cell<Option<CoHandle>> = const { Cell::new(None) };
     static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
     static YIELDER: Cell<*const Yielder<(), ()>> = const { Cell::new(std::ptr::null()) };
+    /// Set while this poller thread unwinds its coroutines (see the module doc).
+    static TEARDOWN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True while the calling thread is a poller thread unwinding its suspended coroutines: then
+/// nothing may wait (see the module doc's teardown order).
+pub(crate) fn tearing_down() -> bool {
+    TEARDOWN.with(Cell::get)
 }
 
 /// Pollers that run coroutines, by id, for remote wakes.
@@ -280,8 +313,9 @@ fn resume_packed(arg: u64) {
 }
 
 /// The poller's loop exited: unwind every coroutine still suspended (their join handles see
-/// the unwind as a panic), then free the stacks.
+/// the unwind as a panic), then free the stacks. Steps 4 and 5 of the module doc's order.
 fn teardown(id: usize) {
+    TEARDOWN.with(|t| t.set(true));
     let coroutines: Vec<Co> = SCHED.with(|s| {
         let mut s = s.borrow_mut();
         s.as_mut()
@@ -289,9 +323,13 @@ fn teardown(id: usize) {
             .unwrap_or_default()
     });
     // Dropping a suspended coroutine force-unwinds it, running its destructors here, outside
-    // any coroutine: a netpoll call they make parks the thread rather than suspending.
+    // any coroutine; with the teardown flag set, nothing they call waits.
     drop(coroutines);
-    SCHED.with(|s| s.borrow_mut().take());
+    // Dropped outside the borrow: never-started coroutines spawned meanwhile drop their
+    // closures here, whose destructors may touch the scheduler.
+    let scheduler = SCHED.with(|s| s.borrow_mut().take());
+    drop(scheduler);
+    TEARDOWN.with(|t| t.set(false));
     registry()
         .write()
         .unwrap_or_else(|e| e.into_inner())

@@ -68,7 +68,7 @@ impl NetFd {
     }
 
     fn guard(&self) -> io::Result<RwLockReadGuard<'_, Option<Socket>>> {
-        let guard = read_guard(&self.socket);
+        let guard = read_guard(&self.socket)?;
         if guard.is_none() {
             return Err(error::closed());
         }
@@ -77,7 +77,7 @@ impl NetFd {
 
     /// Reads into `bufs`; a zero-length read returns 0 at once, end of stream is `Ok(0)`.
     pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let _serial = lock_co(&self.read_lock);
+        let _serial = lock_co(&self.read_lock)?;
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
@@ -99,7 +99,7 @@ impl NetFd {
     /// Writes all of `bufs` unless an error or the deadline stops it; then it returns the bytes
     /// written so far, or the error if there were none (the next call reports the error).
     pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let mut sticky = lock_co(&self.write_lock);
+        let mut sticky = lock_co(&self.write_lock)?;
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Write)?;
@@ -151,7 +151,7 @@ impl NetFd {
 
     /// Accepts one connection (non-blocking, close-on-exec); `ECONNABORTED` is retried.
     pub(crate) fn accept(&self) -> io::Result<(Socket, SockAddr)> {
-        let _serial = lock_co(&self.read_lock);
+        let _serial = lock_co(&self.read_lock)?;
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
@@ -165,7 +165,7 @@ impl NetFd {
 
     /// Sleeps until `until` (an accept loop backing off); close ends it with the closed error.
     pub(crate) fn accept_backoff(&self, until: Instant) -> io::Result<()> {
-        let _serial = lock_co(&self.read_lock);
+        let _serial = lock_co(&self.read_lock)?;
         let _guard = self.guard()?;
         self.desc.sleep_until(Mode::Read, until)
     }
@@ -235,7 +235,7 @@ impl NetFd {
     /// Waits until the socket is writable (a connect in progress finished); `Ok` means look at
     /// `SO_ERROR`.
     pub(crate) fn wait_writable(&self) -> io::Result<()> {
-        let _serial = lock_co(&self.write_lock);
+        let _serial = lock_co(&self.write_lock)?;
         let _guard = self.guard()?;
         self.desc.wait(Mode::Write)
     }
@@ -263,10 +263,42 @@ impl NetFd {
         if !self.desc.evict() {
             return Err(error::closed());
         }
+        if crate::rt::sched::tearing_down() {
+            self.close_in_teardown();
+            return Ok(());
+        }
         let mut socket = write_guard(&self.socket);
         self.desc.deregister();
         drop(socket.take());
         Ok(())
+    }
+
+    /// Close from a destructor run by a poller's shutdown (`rt::sched`'s teardown order): the
+    /// calls in flight may be coroutines suspended on this very thread, resumed only to be
+    /// unwound after this destructor, so their locks are not waited for. Uncontended, this is
+    /// an ordinary close. Otherwise the socket is shut down (the peer sees the end, and any
+    /// later syscall on it fails at once) and the fd is left for `Drop` to close: it must not be
+    /// closed while a call could still use its number, and a suspended call is not in a syscall
+    /// but still holds the socket.
+    fn close_in_teardown(&self) {
+        let serial = (try_take(&self.read_lock), try_take(&self.write_lock));
+        if let (Some(_), Some(_)) = serial {
+            if let Some(mut socket) = try_take_write(&self.socket) {
+                self.desc.deregister();
+                drop(socket.take());
+                return;
+            }
+        }
+        drop(serial);
+        if let Ok(guard) = self.socket.try_read() {
+            if let Some(socket) = guard.as_ref() {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        log::debug!(
+            "netpoll: close during a poller's shutdown while calls hold the socket: shut down \
+             now, the fd is closed when the connection is dropped"
+        );
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -342,33 +374,51 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Takes `m`; inside a coroutine by trying and yielding, so a holder that is a suspended
 /// coroutine of the same poller gets to run and release it (a blocking wait would stall the
 /// poller with the holder inside it).
-fn lock_co<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+fn lock_co<T>(m: &Mutex<T>) -> io::Result<MutexGuard<'_, T>> {
+    if crate::rt::sched::tearing_down() {
+        // The holder may be a coroutine suspended on this thread: waiting would never end.
+        return try_take(m).ok_or_else(error::closed);
+    }
     if crate::rt::in_coroutine() {
         loop {
             match m.try_lock() {
-                Ok(guard) => return guard,
-                Err(TryLockError::Poisoned(e)) => return e.into_inner(),
+                Ok(guard) => return Ok(guard),
+                Err(TryLockError::Poisoned(e)) => return Ok(e.into_inner()),
                 Err(TryLockError::WouldBlock) => crate::rt::yield_now(),
             }
         }
     }
-    lock(m)
+    Ok(lock(m))
 }
 
-/// A read guard of the socket, yielding inside a coroutine: std's `RwLock` makes new readers
-/// wait while a writer (a close on another thread) waits for a reader that may be a
-/// suspended coroutine of this poller.
-fn read_guard<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    if crate::rt::in_coroutine() {
-        loop {
-            match l.try_read() {
-                Ok(guard) => return guard,
-                Err(TryLockError::Poisoned(e)) => return e.into_inner(),
-                Err(TryLockError::WouldBlock) => crate::rt::yield_now(),
-            }
-        }
+/// `m`'s guard if it is free now (a poisoned lock counts: its data is plain).
+fn try_take<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
     }
-    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn try_take_write<T>(l: &RwLock<T>) -> Option<RwLockWriteGuard<'_, T>> {
+    match l.try_write() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+/// A read guard of the socket, never waited for: only close takes the write guard, after it
+/// evicted the descriptor, so a read guard that is not free now means a close is under way and
+/// the call fails with the closed error (Go's `fdMutex` refuses a reference once closing).
+/// Waiting would also be wrong: std's `RwLock` makes new readers wait while a writer waits,
+/// and the readers that writer waits for may be coroutines suspended on this thread.
+fn read_guard<T>(l: &RwLock<T>) -> io::Result<RwLockReadGuard<'_, T>> {
+    match l.try_read() {
+        Ok(guard) => Ok(guard),
+        Err(TryLockError::Poisoned(e)) => Ok(e.into_inner()),
+        Err(TryLockError::WouldBlock) => Err(error::closed()),
+    }
 }
 
 /// The write guard close takes once every call in flight has left; yielding inside a
