@@ -35,6 +35,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+pub(crate) mod lock;
 pub(crate) mod pool;
 pub(crate) mod sched;
 

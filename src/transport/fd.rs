@@ -1,44 +1,49 @@
 //! `NetFd`: a non-blocking socket, its [`PollDesc`], and the locks that give Go's `netFD`
 //! semantics (Go's `internal/poll.FD` with its `fdMutex`).
 //!
-//! - Every operation holds a read guard of `socket` while it runs, waits included. `close`
-//!   first evicts the descriptor (waiters wake with the closed error and drop their guards),
-//!   then takes the write guard, so it deregisters from the poller and closes the fd only once
-//!   no syscall can still be using that fd number, and it returns only after that.
+//! - Every operation holds a read guard of `socket` while it runs, waits included; the guard is
+//!   only ever tried, never waited for: only `close` takes the write guard, after evicting the
+//!   descriptor, so a busy guard means a close is under way and the call fails with the closed
+//!   error (Go's `fdMutex` refuses a reference once closing). `close` evicts the descriptor
+//!   (waiters wake with the closed error and drop their guards), takes both direction locks
+//!   (every call that may wait holds one), then the write guard, so it deregisters from the
+//!   poller and closes the fd only once no syscall can still be using that fd number, and it
+//!   returns only after that. During a poller's teardown it waits for none of them (see
+//!   `close_in_teardown`).
 //! - Reads (and accepts) are serialised by `read_lock`, writes by `write_lock`: one waiter per
-//!   slot. Blocking calls take the lock; an async poll only tries it, and fails with
-//!   `ResourceBusy` if a blocking call of the same direction is in progress.
+//!   slot. They are [`QueueLock`]s: blocking calls queue for them, FIFO, and sleep until the
+//!   holder hands the lock over; inside a coroutine that sleep is a suspension, since the
+//!   holder may be another coroutine of the same poller, suspended with the lock, which only
+//!   that thread can resume. Threads and coroutines queue alike. An async poll only tries the
+//!   lock, and fails with `ResourceBusy` if a blocking call of the same direction holds it.
 //! - `write_lock` also holds the *sticky write error*: an error that stopped a write after some
 //!   bytes went out (the call returned that count) is kept and returned by the next write, so
 //!   the caller sees the cause (`ECONNRESET`), not its aftermath (`EPIPE`). Timeouts and close
 //!   are not kept: the info word already makes them persist.
-//! - Inside a coroutine no lock here is waited for by blocking the thread: the holder may be
-//!   another coroutine of the same poller, suspended with the guard, which only that thread can
-//!   resume. Such waits try the lock and yield until it is free (`lock_co`, `read_guard`,
-//!   close's write guard). Phase 1: a busy yield, bounded by the holder's call.
 //! - A read issues `readv` until `EAGAIN` before it waits, also after a short read (see
 //!   `read_vectored`).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, Socket};
 
 use super::desc::{Mode, PollDesc};
 use super::error;
 use crate::poll::Poller;
+use crate::rt::lock::{QueueGuard, QueueLock};
 use crate::sys::socket::{accept4, readv, sendmsg};
 
 pub(crate) struct NetFd {
     socket: RwLock<Option<Socket>>,
     desc: Arc<PollDesc>,
     /// Serialises reads (and accepts).
-    read_lock: Mutex<()>,
+    read_lock: QueueLock<()>,
     /// Serialises writes; holds the error that cut the last write short, for the next call.
-    write_lock: Mutex<Option<io::Error>>,
+    write_lock: QueueLock<Option<io::Error>>,
     /// The fd number at creation, for `AsRawFd` (which must not take a lock).
     raw: RawFd,
 }
@@ -52,8 +57,8 @@ impl NetFd {
             raw,
             socket: RwLock::new(Some(socket)),
             desc,
-            read_lock: Mutex::new(()),
-            write_lock: Mutex::new(None),
+            read_lock: QueueLock::new(()),
+            write_lock: QueueLock::new(None),
         })
     }
 
@@ -99,11 +104,11 @@ impl NetFd {
     /// Writes all of `bufs` unless an error or the deadline stops it; then it returns the bytes
     /// written so far, or the error if there were none (the next call reports the error).
     pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let mut sticky = lock_co(&self.write_lock)?;
+        let sticky = lock_co(&self.write_lock)?;
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Write)?;
-        if let Some(e) = sticky.take() {
+        if let Some(e) = sticky.with(Option::take) {
             return Err(e);
         }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
@@ -124,7 +129,7 @@ impl NetFd {
                 }
                 Err(e) if written > 0 => {
                     if !error::is_timeout(&e) && !error::is_closed(&e) {
-                        *sticky = Some(e);
+                        sticky.with(|sticky| *sticky = Some(e));
                     }
                     break;
                 }
@@ -199,11 +204,11 @@ impl NetFd {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let mut sticky = try_lock(&self.write_lock, "write")?;
+        let sticky = try_lock(&self.write_lock, "write")?;
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Write)?;
-        if let Some(e) = sticky.take() {
+        if let Some(e) = sticky.with(Option::take) {
             return Poll::Ready(Err(e));
         }
         loop {
@@ -267,6 +272,11 @@ impl NetFd {
             self.close_in_teardown();
             return Ok(());
         }
+        // The calls in flight, woken by the eviction, leave. Every call that may wait holds
+        // its direction's lock: once close holds both, what still holds the socket is a call
+        // that never waits (options, addresses, deadlines, an async poll), on another thread.
+        let _reads = self.read_lock.lock();
+        let _writes = self.write_lock.lock();
         let mut socket = write_guard(&self.socket);
         self.desc.deregister();
         drop(socket.take());
@@ -281,7 +291,7 @@ impl NetFd {
     /// closed while a call could still use its number, and a suspended call is not in a syscall
     /// but still holds the socket.
     fn close_in_teardown(&self) {
-        let serial = (try_take(&self.read_lock), try_take(&self.write_lock));
+        let serial = (self.read_lock.try_lock(), self.write_lock.try_lock());
         if let (Some(_), Some(_)) = serial {
             if let Some(mut socket) = try_take_write(&self.socket) {
                 self.desc.deregister();
@@ -367,37 +377,11 @@ fn socket<'a>(guard: &'a RwLockReadGuard<'_, Option<Socket>>) -> &'a Socket {
     guard.as_ref().expect("guard() checked the socket is open")
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Takes `m`; inside a coroutine by trying and yielding, so a holder that is a suspended
-/// coroutine of the same poller gets to run and release it (a blocking wait would stall the
-/// poller with the holder inside it).
-fn lock_co<T>(m: &Mutex<T>) -> io::Result<MutexGuard<'_, T>> {
-    if crate::rt::sched::tearing_down() {
-        // The holder may be a coroutine suspended on this thread: waiting would never end.
-        return try_take(m).ok_or_else(error::closed);
-    }
-    if crate::rt::in_coroutine() {
-        loop {
-            match m.try_lock() {
-                Ok(guard) => return Ok(guard),
-                Err(TryLockError::Poisoned(e)) => return Ok(e.into_inner()),
-                Err(TryLockError::WouldBlock) => crate::rt::yield_now(),
-            }
-        }
-    }
-    Ok(lock(m))
-}
-
-/// `m`'s guard if it is free now (a poisoned lock counts: its data is plain).
-fn try_take<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    match m.try_lock() {
-        Ok(guard) => Some(guard),
-        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
-        Err(TryLockError::WouldBlock) => None,
-    }
+/// Takes a direction lock, waiting in its FIFO queue: a coroutine suspends (the holder may be
+/// another coroutine of its poller, suspended with the lock), a thread parks. Refused (the
+/// closed error) only during a poller's teardown, where nothing waits.
+fn lock_co<T>(l: &QueueLock<T>) -> io::Result<QueueGuard<'_, T>> {
+    l.lock().ok_or_else(error::closed)
 }
 
 fn try_take_write<T>(l: &RwLock<T>) -> Option<RwLockWriteGuard<'_, T>> {
@@ -421,25 +405,25 @@ fn read_guard<T>(l: &RwLock<T>) -> io::Result<RwLockReadGuard<'_, T>> {
     }
 }
 
-/// The write guard close takes once every call in flight has left; yielding inside a
-/// coroutine (the calls in flight may be this poller's coroutines, woken by the eviction).
+/// The write guard close takes once it holds both direction locks: the readers left are calls
+/// that never wait, on other threads. A thread blocks for them; a coroutine must not block its
+/// poller even so (a user's `with_fd` closure could, against its documentation, suspend), so it
+/// naps on a poller timer between tries (1 ms at most; reached only when such a call is in flight
+/// at that very moment).
 fn write_guard<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    if crate::rt::in_coroutine() {
-        loop {
-            match l.try_write() {
-                Ok(guard) => return guard,
-                Err(TryLockError::Poisoned(e)) => return e.into_inner(),
-                Err(TryLockError::WouldBlock) => crate::rt::yield_now(),
-            }
-        }
+    if !crate::rt::in_coroutine() {
+        return l.write().unwrap_or_else(|e| e.into_inner());
     }
-    l.write().unwrap_or_else(|e| e.into_inner())
+    let mut nap = Duration::from_micros(50);
+    loop {
+        if let Some(guard) = try_take_write(l) {
+            return guard;
+        }
+        crate::rt::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(1));
+    }
 }
 
-fn try_lock<'a, T>(m: &'a Mutex<T>, direction: &str) -> io::Result<MutexGuard<'a, T>> {
-    match m.try_lock() {
-        Ok(guard) => Ok(guard),
-        Err(TryLockError::Poisoned(e)) => Ok(e.into_inner()),
-        Err(TryLockError::WouldBlock) => Err(error::busy(direction)),
-    }
+fn try_lock<'a, T>(l: &'a QueueLock<T>, direction: &str) -> io::Result<QueueGuard<'a, T>> {
+    l.try_lock().ok_or_else(|| error::busy(direction))
 }
