@@ -162,6 +162,18 @@ impl<T> Mailbox<T> {
         }
     }
 
+    /// Counts one sender as done without an item (and wakes the waiter to notice).
+    pub(crate) fn sender_gone(&self) {
+        let waiter = {
+            let mut state = self.lock();
+            state.senders = state.senders.saturating_sub(1);
+            state.waiter.take()
+        };
+        if let Some(waiter) = waiter {
+            waiter.wake();
+        }
+    }
+
     /// The next item, waiting (suspending in a coroutine) until `deadline` if given. `None` at
     /// the deadline, or when no sender is left.
     pub(crate) fn recv(&self, deadline: Option<Instant>) -> Option<T> {
@@ -414,7 +426,9 @@ pub fn live_coroutines() -> usize {
 
 /// Runs `f`, which may block, without stalling the poller: inside a coroutine `f` runs on the
 /// [`default_pool`] while the coroutine is suspended (the poller serves everything else);
-/// outside one it simply runs here. A panic in `f` resumes in the caller.
+/// outside one it simply runs here. A panic in `f` resumes in the caller. If the pool refuses
+/// the job (it was shut down, or cannot start a thread) or drops it unrun, `f` runs inline on
+/// the calling coroutine instead (stalling its poller meanwhile), with a warning in the log.
 pub fn blocking<F, T>(f: F) -> T
 where
     F: FnOnce() -> T + Send + 'static,
@@ -424,14 +438,58 @@ where
         return f();
     }
     let mailbox = Mailbox::<thread::Result<T>>::new(1);
-    let sender = mailbox.clone();
-    let job = move || sender.put(panic::catch_unwind(AssertUnwindSafe(f)));
-    if let Err(e) = default_pool().spawn(job) {
-        panic!("netpoll::blocking: the handler pool refused the job: {e}");
+    // `f` waits here until the job takes it: a refused or dropped job leaves it to the caller.
+    let cell = Arc::new(Mutex::new(Some(f)));
+    let job = {
+        let (sender, cell) = (Sender(Some(mailbox.clone())), cell.clone());
+        move || {
+            let f = take_closure(&cell);
+            if let Some(f) = f {
+                sender.put(panic::catch_unwind(AssertUnwindSafe(f)));
+            }
+        }
+    };
+    let refused = match default_pool().spawn(job) {
+        Ok(()) => match mailbox.recv(None) {
+            Some(Ok(value)) => return value,
+            Some(Err(payload)) => panic::resume_unwind(payload),
+            // Every sender left without a result: the job was dropped before it took `f`
+            // (once it has, it always delivers `f`'s result, a panic included).
+            None => "dropped the job unrun".to_string(),
+        },
+        Err(e) => format!("refused the job: {e}"),
+    };
+    match take_closure(&cell) {
+        Some(f) => {
+            log::warn!("netpoll::blocking: the handler pool {refused}; running it inline");
+            f()
+        }
+        // The job took `f` but delivered nothing: impossible, since once it has taken `f` it
+        // always puts `f`'s result (a panic included) before its sender goes.
+        None => unreachable!("netpoll::blocking: the job took the closure and gave no result"),
     }
-    match mailbox.recv(None) {
-        Some(Ok(value)) => value,
-        Some(Err(payload)) => panic::resume_unwind(payload),
-        None => panic!("netpoll::blocking: the job was dropped unrun"),
+}
+
+fn take_closure<F>(cell: &Mutex<Option<F>>) -> Option<F> {
+    cell.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
+/// The job's side of `blocking`'s mailbox: dropped without a result (the job dropped unrun), it
+/// still counts itself out, so the receiver does not wait for it forever.
+struct Sender<T>(Option<Arc<Mailbox<T>>>);
+
+impl<T> Sender<T> {
+    fn put(mut self, item: T) {
+        if let Some(mailbox) = self.0.take() {
+            mailbox.put(item);
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if let Some(mailbox) = self.0.take() {
+            mailbox.sender_gone();
+        }
     }
 }
