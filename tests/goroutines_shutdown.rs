@@ -195,3 +195,51 @@ fn a_thread_blocked_on_a_closing_pollers_connection_is_woken() {
     assert!(conn.close_now().is_err(), "a second close reports it");
     let _ = (&*conn).write(b"x").unwrap_err();
 }
+
+/// Coroutines spawned from a thread while another thread closes their poller: each spawn is
+/// either refused (an error) or its `JoinHandle` returns (the coroutine ran, or its job was
+/// dropped at the close and the handle says so), even while the poller handle stays alive.
+/// Before the fix a spawn job queued just after the loop's last drain sat in the dead poller's
+/// queue until the last `Arc<Poller>` went, and its join waited until then (a window of
+/// nanoseconds this stress rarely hits; `poll::poller::tests` forces it).
+#[test]
+fn coroutines_spawned_while_the_poller_closes_are_run_or_refused() {
+    use std::sync::atomic::AtomicUsize;
+    for _ in 0..20 {
+        let poller = netpoll::poll::Poller::new().unwrap();
+        let spawned = Arc::new(AtomicUsize::new(0));
+        let spawner = {
+            let (poller, spawned) = (poller.clone(), spawned.clone());
+            std::thread::spawn(move || {
+                let mut handles = Vec::new();
+                // Bounded: the close below makes spawning fail long before this.
+                while handles.len() < 1_000_000 {
+                    match netpoll::rt::Builder::new().spawn_on(&poller, || 1u8) {
+                        Ok(handle) => handles.push(handle),
+                        Err(_) => break,
+                    }
+                    spawned.fetch_add(1, Ordering::Relaxed);
+                }
+                handles
+            })
+        };
+        let deadline = Instant::now() + BOUND;
+        while spawned.load(Ordering::Relaxed) < 50 {
+            assert!(Instant::now() < deadline);
+            std::thread::yield_now();
+        }
+        let closer = {
+            let poller = poller.clone();
+            std::thread::spawn(move || poller.close())
+        };
+        closer.join().unwrap();
+        let handles = spawner.join().unwrap();
+        // `poller` is still alive here: nothing may depend on its last handle going.
+        within("joining every spawned coroutine", move || {
+            for handle in handles {
+                let _ = handle.join();
+            }
+        });
+        drop(poller);
+    }
+}

@@ -201,12 +201,25 @@ impl Poller {
         self.shared.trigger()
     }
 
-    /// Runs `task` on the poller thread soon (after the current batch, or after a wake).
+    /// Runs `task` on the poller thread soon (after the current batch, or after a wake). Once
+    /// the poller has begun to close it is refused (the closed error, `task` dropped); a task
+    /// queued before that runs, at the latest as the loop exits.
     pub fn execute(&self, task: impl FnOnce() + Send + 'static) -> io::Result<()> {
         if self.shared.closing.load(Ordering::Acquire) {
             return Err(closed_error());
         }
-        lock(&self.shared.tasks).push(Box::new(task));
+        #[cfg(test)]
+        tests::between_check_and_push();
+        {
+            // Checked again under the lock: the loop's last drain takes it after `closing` is
+            // set, so a task pushed here is either seen by that drain or refused.
+            let mut tasks = lock(&self.shared.tasks);
+            if self.shared.closing.load(Ordering::Acquire) {
+                drop(tasks);
+                return Err(closed_error());
+            }
+            tasks.push(Box::new(task));
+        }
         self.shared.trigger()
     }
 
@@ -217,10 +230,14 @@ impl Poller {
         if push_local(self.shared.id, item) {
             return Ok(());
         }
-        if self.shared.closing.load(Ordering::Acquire) {
-            return Err(closed_error());
+        {
+            // Checked under the lock, as in `execute`: nothing is pushed after the last clear.
+            let mut remote = lock(&self.shared.remote);
+            if self.shared.closing.load(Ordering::Acquire) {
+                return Err(closed_error());
+            }
+            remote.push(item);
         }
-        lock(&self.shared.remote).push(item);
         self.shared.trigger()
     }
 
@@ -232,10 +249,16 @@ impl Poller {
         deadline: Instant,
         task: impl FnOnce() + Send + 'static,
     ) -> io::Result<TimerKey> {
-        if self.shared.closing.load(Ordering::Acquire) {
-            return Err(closed_error());
-        }
-        let (key, earliest) = lock(&self.shared.timers).push(deadline, Box::new(task));
+        let (key, earliest) = {
+            // Checked under the lock, as in `execute`: no timer is added after the last clear
+            // (it would sit, with its closure, in the dead poller until the last handle goes).
+            let mut timers = lock(&self.shared.timers);
+            if self.shared.closing.load(Ordering::Acquire) {
+                drop(timers);
+                return Err(closed_error());
+            }
+            timers.push(deadline, Box::new(task))
+        };
         // The loop computes its wait from the earliest timer before sleeping; a new earliest
         // timer from another thread must wake it to recompute.
         if earliest && !self.shared.on_poller_thread() {
@@ -285,8 +308,10 @@ impl Poller {
     }
 
     /// Stops the loop and joins its thread. Idempotent. Called from the poller's own thread (a
-    /// handler) it only asks the loop to stop. Registrations still attached are dropped without
-    /// further callbacks; their fds remain their owners' to close.
+    /// handler) it only asks the loop to stop. Registrations still attached are detached; their
+    /// owners get one last call, [`EventHandler::on_poller_closed`](super::EventHandler), and
+    /// nothing after it; their fds remain their owners' to close. Tasks queued before the close
+    /// began still run as the loop exits; timers are dropped unrun.
     pub fn close(&self) {
         self.shared.begin_close();
         if self.shared.on_poller_thread() {
@@ -576,7 +601,8 @@ fn run(shared: Arc<Shared>) {
 
     // Closing: forget every registration so no further callback can run, then tell each owner
     // (the Go-net face's descriptors fail their waiters with the closed error: no event will
-    // ever wake them now), then drop queued tasks.
+    // ever wake them now), then run the tasks queued before the close began (`execute`
+    // refuses any after it), and drop the timers.
     let orphans: Vec<_> = lock(&shared.table).drain().collect();
     for reg in &orphans {
         reg.token.store(0, Ordering::Release);
@@ -586,8 +612,10 @@ fn run(shared: Arc<Shared>) {
             let _ = panic::catch_unwind(AssertUnwindSafe(|| handler.on_poller_closed()));
         }
     }
-    lock(&shared.tasks).clear();
-    lock(&shared.timers).clear();
+    shared.run_tasks();
+    // Dropped outside the lock: a timer's closure may own something whose drop cancels a timer.
+    let timers = std::mem::take(&mut *lock(&shared.timers));
+    drop(timers);
     // The layer above tears down what it keeps on this thread (its hooks may still queue work,
     // which is then dropped).
     let hooks = AT_EXIT.with(|hooks| std::mem::take(&mut *hooks.borrow_mut()));
@@ -625,4 +653,59 @@ fn closed_error() -> io::Error {
 
 fn invalid(msg: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    thread_local! {
+        /// Runs inside `execute` on this thread, after its `closing` check, before it queues.
+        static HOOK: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn between_check_and_push() {
+        if let Some(hook) = HOOK.with(|h| h.borrow_mut().take()) {
+            hook();
+        }
+    }
+
+    /// Sets its flag when dropped: a task that ran or was dropped, not one left queued.
+    struct Gone(Arc<AtomicBool>);
+
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The race of `execute` with close, forced: the close runs to the end (the loop exits,
+    /// past its last drain of the task queue) between `execute`'s `closing` check and its push.
+    /// The task must then be refused, or run, or dropped: never left in the dead poller's queue
+    /// (where it would wait, a coroutine's `JoinHandle` with it, for the last `Arc<Poller>`).
+    #[test]
+    fn a_task_queued_as_the_poller_closes_is_refused_or_run_never_left() {
+        let poller = Poller::new().unwrap();
+        {
+            let poller = poller.clone();
+            HOOK.with(|h| {
+                *h.borrow_mut() = Some(Box::new(move || {
+                    poller.shared.begin_close();
+                    assert!(poller.wait_closed(Duration::from_secs(20)));
+                }))
+            });
+        }
+        let gone = Arc::new(AtomicBool::new(false));
+        let task = Gone(gone.clone());
+        let result = poller.execute(move || drop(task));
+        assert!(
+            result.is_err() || gone.load(Ordering::SeqCst),
+            "{result:?}: left queued"
+        );
+        assert!(
+            gone.load(Ordering::SeqCst),
+            "a refused task is dropped at once"
+        );
+    }
 }
