@@ -243,3 +243,89 @@ fn coroutines_spawned_while_the_poller_closes_are_run_or_refused() {
         drop(poller);
     }
 }
+
+/// The thread id (in `/proc/self/task`) of the calling thread.
+fn tid() -> String {
+    let link = std::fs::read_link("/proc/thread-self").unwrap();
+    link.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// Waits (bounded) until thread `tid` of this process has exited.
+fn wait_thread_gone(tid: &str) {
+    let deadline = Instant::now() + BOUND;
+    while std::path::Path::new(&format!("/proc/self/task/{tid}")).exists() {
+        assert!(Instant::now() < deadline, "thread {tid} never exited");
+        std::thread::yield_now();
+    }
+}
+
+/// The last `Arc<Poller>` dropped on a handler-pool thread, inside the `blocking` job of a
+/// coroutine of that very poller (suspended meanwhile): the drop closes the poller and joins its
+/// thread from the pool thread, which unwinds the coroutine; nothing waits for anything else.
+#[test]
+fn the_last_poller_handle_dropped_on_a_pool_thread_closes_it() {
+    let poller = netpoll::poll::Poller::new().unwrap();
+    let last = poller.clone();
+    let (dropped_tx, dropped_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let go_rx = std::sync::Mutex::new(go_rx);
+    let handle = go_on(&poller, move || {
+        netpoll::blocking(move || {
+            let _ = go_rx.lock().unwrap().recv_timeout(BOUND);
+            drop(last); // the last handle: closes the poller, joins its thread
+            let _ = dropped_tx.send(());
+        })
+    });
+    let poller_tid = within("the poller's thread id", {
+        let poller = poller.clone();
+        move || go_on(&poller, tid).join().unwrap()
+    });
+    drop(poller);
+    go_tx.send(()).unwrap();
+    dropped_rx
+        .recv_timeout(BOUND)
+        .expect("dropping the last handle on the pool thread hung");
+    assert!(join_within(handle).is_err(), "the coroutine was unwound");
+    wait_thread_gone(&poller_tid);
+}
+
+/// The last `Arc<Poller>` dropped inside a coroutine of that poller, on its own thread: the
+/// drop must not join the thread it runs on; the loop exits after the coroutine returns.
+#[test]
+fn the_last_poller_handle_dropped_on_its_own_thread_does_not_join_itself() {
+    let poller = netpoll::poll::Poller::new().unwrap();
+    let last = poller.clone();
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let ready_rx = std::sync::Mutex::new(ready_rx);
+    let handle = go_on(&poller, move || {
+        // Wait (suspended, in blocking) until the test dropped its own handle.
+        netpoll::blocking(move || ready_rx.lock().unwrap().recv_timeout(BOUND).is_ok());
+        let me = tid();
+        drop(last);
+        me
+    });
+    drop(poller);
+    ready_tx.send(()).unwrap();
+    let poller_tid = join_within(handle).expect("the coroutine finished normally");
+    wait_thread_gone(&poller_tid);
+}
+
+/// A remote wake may hold the last `Arc<Poller>` (it upgrades a weak reference for its push):
+/// the handle's owner drops it while a pool thread's `blocking` job wakes the coroutine. Either
+/// may close the poller; every round ends.
+#[test]
+fn a_remote_wake_racing_the_last_handle_drop_never_hangs() {
+    for _ in 0..100 {
+        let poller = netpoll::poll::Poller::new().unwrap();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let go_rx = std::sync::Mutex::new(go_rx);
+        let handle = go_on(&poller, move || {
+            netpoll::blocking(move || go_rx.lock().unwrap().recv_timeout(BOUND).is_ok())
+        });
+        // Let the coroutine reach its wait most of the time (not needed for correctness).
+        std::thread::yield_now();
+        go_tx.send(()).unwrap();
+        drop(poller);
+        let _ = join_within(handle);
+    }
+}

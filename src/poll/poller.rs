@@ -9,7 +9,7 @@
 //!    (persistent ones — the connections of both faces — handle them in `on_ready`);
 //! 4. after the batch, detach each set-aside registration and call its `on_hangup`;
 //! 5. if the trigger fired, run the queued tasks; then the timers that are due;
-//! 6. run the poller's *run queue* (work the layer above queued with [`Poller::run_soon`]),
+//! 6. run the poller's *run queue* (work the layer above queued with [`RunQueue::run_soon`]),
 //!    at most what was queued when the drain began and at most `RUN_BUDGET` items; while it is
 //!    not empty, the next `epoll_wait` does not sleep (timeout 0).
 //!
@@ -223,22 +223,12 @@ impl Poller {
         self.shared.trigger()
     }
 
-    /// Queues `item` on this poller's run queue. On the poller's own thread it is a push onto
-    /// a thread-local queue (no lock, no syscall); from any other thread a push onto the remote
-    /// queue and a (coalesced) trigger. Items are dropped unrun if the poller closes first.
-    pub(crate) fn run_soon(&self, item: Runnable) -> io::Result<()> {
-        if push_local(self.shared.id, item) {
-            return Ok(());
+    /// A handle on this poller's run queue that does not keep the poller alive
+    /// ([`RunQueue::run_soon`] queues an item).
+    pub(crate) fn run_queue(&self) -> RunQueue {
+        RunQueue {
+            shared: Arc::downgrade(&self.shared),
         }
-        {
-            // Checked under the lock, as in `execute`: nothing is pushed after the last clear.
-            let mut remote = lock(&self.shared.remote);
-            if self.shared.closing.load(Ordering::Acquire) {
-                return Err(closed_error());
-            }
-            remote.push(item);
-        }
-        self.shared.trigger()
     }
 
     /// Runs `task` on the poller thread at `deadline` (or soon after, at millisecond
@@ -383,7 +373,44 @@ impl std::fmt::Debug for Poller {
     }
 }
 
+/// A weak handle on a poller's run queue, for wakes from any thread (the scheduler's registry
+/// holds these). It never keeps the poller alive, so a wake is never the one that drops the
+/// last `Arc<Poller>`: that would close the poller and join its thread inside whatever called
+/// the wake (a destructor, a lock release), running the poller's whole teardown there.
+#[derive(Clone)]
+pub(crate) struct RunQueue {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl RunQueue {
+    /// Queues `item` on the poller's run queue. On the poller's own thread it is a push onto a
+    /// thread-local queue (no lock, no syscall); from any other thread a push onto the remote
+    /// queue and a (coalesced) trigger. The closed error once the poller closes (items queued
+    /// before are dropped unrun if it closes first).
+    pub(crate) fn run_soon(&self, item: Runnable) -> io::Result<()> {
+        match self.shared.upgrade() {
+            Some(shared) => shared.run_soon(item),
+            None => Err(closed_error()),
+        }
+    }
+}
+
 impl Shared {
+    fn run_soon(&self, item: Runnable) -> io::Result<()> {
+        if push_local(self.id, item) {
+            return Ok(());
+        }
+        {
+            // Checked under the lock, as in `execute`: nothing is pushed after the last clear.
+            let mut remote = lock(&self.remote);
+            if self.closing.load(Ordering::Acquire) {
+                return Err(closed_error());
+            }
+            remote.push(item);
+        }
+        self.trigger()
+    }
+
     fn trigger(&self) -> io::Result<()> {
         if self.triggered.swap(1, Ordering::AcqRel) != 0 {
             return Ok(());

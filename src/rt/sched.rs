@@ -7,7 +7,7 @@
 //!   and cleared before every suspend (the one `unsafe` block of this layer reads it).
 //!
 //! A coroutine runs only when its handle is popped from the poller's run queue
-//! ([`Poller::run_soon`]); a wake is such a push: local on the poller thread, remote (mutex +
+//! ([`RunQueue::run_soon`]); a wake is such a push: local on the poller thread, remote (mutex +
 //! trigger) from elsewhere. Wakes may be stale or repeated (a wait that ended early still gets
 //! its wake later), so every suspension re-checks its condition in a loop, and a handle whose
 //! generation no longer matches its slot wakes nothing.
@@ -46,7 +46,7 @@ use std::sync::{Arc, RwLock, Weak};
 use corosensei::stack::{DefaultStack, Stack};
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
-use crate::poll::poller::{at_poller_exit, current_poller_id, push_local, Runnable};
+use crate::poll::poller::{at_poller_exit, current_poller_id, push_local, RunQueue, Runnable};
 use crate::poll::Poller;
 
 type Co = Coroutine<(), (), (), DefaultStack>;
@@ -72,9 +72,9 @@ impl CoHandle {
         if push_local(self.poller, item) {
             return;
         }
-        if let Some(poller) = poller_by_id(self.poller) {
+        if let Some(queue) = run_queue_by_id(self.poller) {
             // Fails only once the poller closes, and then its coroutines are gone.
-            let _ = poller.run_soon(item);
+            let _ = queue.run_soon(item);
         }
     }
 }
@@ -114,16 +114,18 @@ pub(crate) fn tearing_down() -> bool {
     TEARDOWN.with(Cell::get)
 }
 
-/// Pollers that run coroutines, by id, for remote wakes.
-fn registry() -> &'static RwLock<HashMap<usize, Weak<Poller>>> {
-    static REGISTRY: std::sync::OnceLock<RwLock<HashMap<usize, Weak<Poller>>>> =
+/// The run queues of pollers that run coroutines, by poller id, for remote wakes. Weak
+/// handles: a wake never keeps a poller alive, and never drops its last `Arc<Poller>` (which
+/// would close it and join its thread inside the wake).
+fn registry() -> &'static RwLock<HashMap<usize, RunQueue>> {
+    static REGISTRY: std::sync::OnceLock<RwLock<HashMap<usize, RunQueue>>> =
         std::sync::OnceLock::new();
     REGISTRY.get_or_init(Default::default)
 }
 
-fn poller_by_id(id: usize) -> Option<Arc<Poller>> {
+fn run_queue_by_id(id: usize) -> Option<RunQueue> {
     let registry = registry().read().unwrap_or_else(|e| e.into_inner());
-    registry.get(&id).and_then(Weak::upgrade)
+    registry.get(&id).cloned()
 }
 
 /// True when the caller runs inside a coroutine, on that coroutine's stack (not, say, inside a
@@ -239,7 +241,7 @@ fn new_scheduler(poller: &Arc<Poller>) -> Scheduler {
     registry()
         .write()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(poller.id(), Arc::downgrade(poller));
+        .insert(poller.id(), poller.run_queue());
     let id = poller.id();
     at_poller_exit(move || teardown(id));
     Scheduler {
