@@ -56,6 +56,16 @@ thread_local! {
     static LOCAL_QUEUE: RefCell<VecDeque<Runnable>> = const { RefCell::new(VecDeque::new()) };
     /// Work to run when the loop exits, before the thread's locals are destroyed.
     static AT_EXIT: RefCell<Vec<Box<dyn FnOnce()>>> = const { RefCell::new(Vec::new()) };
+    /// Set from the moment the loop exits until the thread is done with its shutdown.
+    static EXITING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True on a poller thread whose loop has exited while it shuts down (evicts its
+/// registrations, runs its last tasks and its exit hooks): nothing there may wait, since no
+/// event or timer of this poller will ever come again, and what it would wait for may belong to
+/// a coroutine of this thread that is resumed only to be unwound (see `rt::sched`).
+pub(crate) fn exiting() -> bool {
+    EXITING.with(Cell::get)
 }
 
 /// The id of the poller whose loop runs on the calling thread, if any.
@@ -626,6 +636,7 @@ fn run(shared: Arc<Shared>) {
         }
     }
 
+    EXITING.with(|e| e.set(true));
     // Closing: forget every registration so no further callback can run, then tell each owner
     // (the Go-net face's descriptors fail their waiters with the closed error: no event will
     // ever wake them now), then run the tasks queued before the close began (`execute`
@@ -652,6 +663,7 @@ fn run(shared: Arc<Shared>) {
     LOCAL_QUEUE.with(|q| q.borrow_mut().clear());
     lock(&shared.remote).clear();
     LOCAL_POLLER.with(|id| id.set(0));
+    EXITING.with(|e| e.set(false));
     *lock(&shared.stopped) = true;
     shared.stopped_cv.notify_all();
 }

@@ -13,18 +13,22 @@
 //! generation no longer matches its slot wakes nothing.
 //!
 //! ## Teardown
-//! When the poller's loop exits, in this order:
-//! 1. the loop stops dispatching: no event, task, timer or run-queue item runs any more;
+//! When the poller's loop exits, in this order (`poll::poller::run`, then [`teardown`]):
+//! 1. the loop stops dispatching (no event, timer or run-queue item runs any more, and
+//!    `execute`, `schedule` and remote pushes are refused) and the *teardown phase* begins: a
+//!    flag of the poller thread, [`tearing_down`], set until the thread is done;
 //! 2. every registration still attached is detached and its owner told (`on_poller_closed`):
 //!    each Go-net poll descriptor of the poller is marked `POLLER_CLOSED` and its waiters are
 //!    woken, so threads (and other pollers' coroutines) waiting on it fail with the closed
 //!    error instead of waiting forever; this poller's coroutines are only queued, never run;
-//! 3. queued tasks and timers are dropped;
-//! 4. this module's hook ([`teardown`]): the *teardown phase* flag is set, then every coroutine
-//!    still suspended is dropped, in slab order, which force-unwinds it here, on the poller
-//!    thread, outside any coroutine. Their destructors run; their `JoinHandle`s get `Err`;
-//! 5. the scheduler (spare stacks, coroutines spawned by those destructors, never started) and
-//!    the registry entry go, and the flag is cleared; then the run queues are cleared.
+//! 3. the tasks queued before the close began run (a spawn's task creates its coroutine, which
+//!    never starts); the timers are dropped unrun;
+//! 4. this module's hook ([`teardown`]): every coroutine still suspended is dropped, in slab
+//!    order, which force-unwinds it here, on the poller thread, outside any coroutine. Their
+//!    destructors run; their `JoinHandle`s get `Err`;
+//! 5. the scheduler (spare stacks, coroutines created by steps 3 and 4, never started: their
+//!    closures are dropped, their handles get `Err`) and the registry entry go; then the run
+//!    queues are cleared and the flag with them.
 //!
 //! During the teardown phase nothing on this thread waits ([`tearing_down`]), because what it
 //! would wait for may be held by a coroutine that is still suspended and will only be resumed to
@@ -104,14 +108,13 @@ thread_local! {
     static CURRENT: Cell<Option<CoHandle>> = const { Cell::new(None) };
     static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
     static YIELDER: Cell<*const Yielder<(), ()>> = const { Cell::new(std::ptr::null()) };
-    /// Set while this poller thread unwinds its coroutines (see the module doc).
-    static TEARDOWN: Cell<bool> = const { Cell::new(false) };
 }
 
-/// True while the calling thread is a poller thread unwinding its suspended coroutines: then
+/// True while the calling thread is a poller thread whose loop has exited and that is shutting
+/// down (evicting descriptors, running its last tasks, unwinding its suspended coroutines): then
 /// nothing may wait (see the module doc's teardown order).
 pub(crate) fn tearing_down() -> bool {
-    TEARDOWN.with(Cell::get)
+    crate::poll::poller::exiting()
 }
 
 /// The run queues of pollers that run coroutines, by poller id, for remote wakes. Weak
@@ -317,7 +320,6 @@ fn resume_packed(arg: u64) {
 /// The poller's loop exited: unwind every coroutine still suspended (their join handles see
 /// the unwind as a panic), then free the stacks. Steps 4 and 5 of the module doc's order.
 fn teardown(id: usize) {
-    TEARDOWN.with(|t| t.set(true));
     let coroutines: Vec<Co> = SCHED.with(|s| {
         let mut s = s.borrow_mut();
         s.as_mut()
@@ -331,7 +333,6 @@ fn teardown(id: usize) {
     // closures here, whose destructors may touch the scheduler.
     let scheduler = SCHED.with(|s| s.borrow_mut().take());
     drop(scheduler);
-    TEARDOWN.with(|t| t.set(false));
     registry()
         .write()
         .unwrap_or_else(|e| e.into_inner())
