@@ -218,7 +218,7 @@ impl Poller {
         if self.shared.closing.load(Ordering::Acquire) {
             return Err(closed_error());
         }
-        #[cfg(test)]
+        #[cfg(all(test, not(loom)))]
         tests::between_check_and_push();
         {
             // Checked again under the lock: the loop's last drain takes it after `closing` is

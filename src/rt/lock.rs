@@ -122,7 +122,7 @@ impl<T> QueueLock<T> {
         }
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn waiters(&self) -> usize {
         self.state().waiters.len()
     }
