@@ -59,4 +59,11 @@ pub trait EventHandler: Send + Sync {
     fn on_hangup(&self, ready: Ready) {
         let _ = ready;
     }
+
+    /// The poller closed with this registration still attached: no further callback of any
+    /// kind will come, and the registration is detached. Runs on the poller thread as its loop
+    /// exits (before the coroutines still suspended on it are unwound), so an owner can fail
+    /// whoever still waits for its events instead of leaving them waiting forever. The default
+    /// does nothing.
+    fn on_poller_closed(&self) {}
 }

@@ -9,7 +9,7 @@
 //!    (persistent ones — the connections of both faces — handle them in `on_ready`);
 //! 4. after the batch, detach each set-aside registration and call its `on_hangup`;
 //! 5. if the trigger fired, run the queued tasks; then the timers that are due;
-//! 6. run the poller's *run queue* (work the layer above queued with [`Poller::run_soon`]),
+//! 6. run the poller's *run queue* (work the layer above queued with [`RunQueue::run_soon`]),
 //!    at most what was queued when the drain began and at most `RUN_BUDGET` items; while it is
 //!    not empty, the next `epoll_wait` does not sleep (timeout 0).
 //!
@@ -56,6 +56,16 @@ thread_local! {
     static LOCAL_QUEUE: RefCell<VecDeque<Runnable>> = const { RefCell::new(VecDeque::new()) };
     /// Work to run when the loop exits, before the thread's locals are destroyed.
     static AT_EXIT: RefCell<Vec<Box<dyn FnOnce()>>> = const { RefCell::new(Vec::new()) };
+    /// Set from the moment the loop exits until the thread is done with its shutdown.
+    static EXITING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True on a poller thread whose loop has exited while it shuts down (evicts its
+/// registrations, runs its last tasks and its exit hooks): nothing there may wait, since no
+/// event or timer of this poller will ever come again, and what it would wait for may belong to
+/// a coroutine of this thread that is resumed only to be unwound (see `rt::sched`).
+pub(crate) fn exiting() -> bool {
+    EXITING.with(Cell::get)
 }
 
 /// The id of the poller whose loop runs on the calling thread, if any.
@@ -201,27 +211,34 @@ impl Poller {
         self.shared.trigger()
     }
 
-    /// Runs `task` on the poller thread soon (after the current batch, or after a wake).
+    /// Runs `task` on the poller thread soon (after the current batch, or after a wake). Once
+    /// the poller has begun to close it is refused (the closed error, `task` dropped); a task
+    /// queued before that runs, at the latest as the loop exits.
     pub fn execute(&self, task: impl FnOnce() + Send + 'static) -> io::Result<()> {
         if self.shared.closing.load(Ordering::Acquire) {
             return Err(closed_error());
         }
-        lock(&self.shared.tasks).push(Box::new(task));
+        #[cfg(all(test, not(loom)))]
+        tests::between_check_and_push();
+        {
+            // Checked again under the lock: the loop's last drain takes it after `closing` is
+            // set, so a task pushed here is either seen by that drain or refused.
+            let mut tasks = lock(&self.shared.tasks);
+            if self.shared.closing.load(Ordering::Acquire) {
+                drop(tasks);
+                return Err(closed_error());
+            }
+            tasks.push(Box::new(task));
+        }
         self.shared.trigger()
     }
 
-    /// Queues `item` on this poller's run queue. On the poller's own thread it is a push onto
-    /// a thread-local queue (no lock, no syscall); from any other thread a push onto the remote
-    /// queue and a (coalesced) trigger. Items are dropped unrun if the poller closes first.
-    pub(crate) fn run_soon(&self, item: Runnable) -> io::Result<()> {
-        if push_local(self.shared.id, item) {
-            return Ok(());
+    /// A handle on this poller's run queue that does not keep the poller alive
+    /// ([`RunQueue::run_soon`] queues an item).
+    pub(crate) fn run_queue(&self) -> RunQueue {
+        RunQueue {
+            shared: Arc::downgrade(&self.shared),
         }
-        if self.shared.closing.load(Ordering::Acquire) {
-            return Err(closed_error());
-        }
-        lock(&self.shared.remote).push(item);
-        self.shared.trigger()
     }
 
     /// Runs `task` on the poller thread at `deadline` (or soon after, at millisecond
@@ -232,10 +249,16 @@ impl Poller {
         deadline: Instant,
         task: impl FnOnce() + Send + 'static,
     ) -> io::Result<TimerKey> {
-        if self.shared.closing.load(Ordering::Acquire) {
-            return Err(closed_error());
-        }
-        let (key, earliest) = lock(&self.shared.timers).push(deadline, Box::new(task));
+        let (key, earliest) = {
+            // Checked under the lock, as in `execute`: no timer is added after the last clear
+            // (it would sit, with its closure, in the dead poller until the last handle goes).
+            let mut timers = lock(&self.shared.timers);
+            if self.shared.closing.load(Ordering::Acquire) {
+                drop(timers);
+                return Err(closed_error());
+            }
+            timers.push(deadline, Box::new(task))
+        };
         // The loop computes its wait from the earliest timer before sleeping; a new earliest
         // timer from another thread must wake it to recompute.
         if earliest && !self.shared.on_poller_thread() {
@@ -285,8 +308,10 @@ impl Poller {
     }
 
     /// Stops the loop and joins its thread. Idempotent. Called from the poller's own thread (a
-    /// handler) it only asks the loop to stop. Registrations still attached are dropped without
-    /// further callbacks; their fds remain their owners' to close.
+    /// handler) it only asks the loop to stop. Registrations still attached are detached; their
+    /// owners get one last call, [`EventHandler::on_poller_closed`](super::EventHandler), and
+    /// nothing after it; their fds remain their owners' to close. Tasks queued before the close
+    /// began still run as the loop exits; timers are dropped unrun.
     pub fn close(&self) {
         self.shared.begin_close();
         if self.shared.on_poller_thread() {
@@ -363,7 +388,44 @@ impl std::fmt::Debug for Poller {
     }
 }
 
+/// A weak handle on a poller's run queue, for wakes from any thread (the scheduler's registry
+/// holds these). It never keeps the poller alive, so a wake is never the one that drops the
+/// last `Arc<Poller>`: that would close the poller and join its thread inside whatever called
+/// the wake (a destructor, a lock release), running the poller's whole teardown there.
+#[derive(Clone)]
+pub(crate) struct RunQueue {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl RunQueue {
+    /// Queues `item` on the poller's run queue. On the poller's own thread it is a push onto a
+    /// thread-local queue (no lock, no syscall); from any other thread a push onto the remote
+    /// queue and a (coalesced) trigger. The closed error once the poller closes (items queued
+    /// before are dropped unrun if it closes first).
+    pub(crate) fn run_soon(&self, item: Runnable) -> io::Result<()> {
+        match self.shared.upgrade() {
+            Some(shared) => shared.run_soon(item),
+            None => Err(closed_error()),
+        }
+    }
+}
+
 impl Shared {
+    fn run_soon(&self, item: Runnable) -> io::Result<()> {
+        if push_local(self.id, item) {
+            return Ok(());
+        }
+        {
+            // Checked under the lock, as in `execute`: nothing is pushed after the last clear.
+            let mut remote = lock(&self.remote);
+            if self.closing.load(Ordering::Acquire) {
+                return Err(closed_error());
+            }
+            remote.push(item);
+        }
+        self.trigger()
+    }
+
     fn trigger(&self) -> io::Result<()> {
         if self.triggered.swap(1, Ordering::AcqRel) != 0 {
             return Ok(());
@@ -581,13 +643,24 @@ fn run(shared: Arc<Shared>) {
         }
     }
 
-    // Closing: forget every registration so no further callback can run, and drop queued tasks.
+    EXITING.with(|e| e.set(true));
+    // Closing: forget every registration so no further callback can run, then tell each owner
+    // (the Go-net face's descriptors fail their waiters with the closed error: no event will
+    // ever wake them now), then run the tasks queued before the close began (`execute`
+    // refuses any after it), and drop the timers.
     let orphans: Vec<_> = lock(&shared.table).drain().collect();
-    for reg in orphans {
+    for reg in &orphans {
         reg.token.store(0, Ordering::Release);
     }
-    lock(&shared.tasks).clear();
-    lock(&shared.timers).clear();
+    for reg in orphans {
+        if let Some(handler) = reg.handler.upgrade() {
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| handler.on_poller_closed()));
+        }
+    }
+    shared.run_tasks();
+    // Dropped outside the lock: a timer's closure may own something whose drop cancels a timer.
+    let timers = std::mem::take(&mut *lock(&shared.timers));
+    drop(timers);
     // The layer above tears down what it keeps on this thread (its hooks may still queue work,
     // which is then dropped).
     let hooks = AT_EXIT.with(|hooks| std::mem::take(&mut *hooks.borrow_mut()));
@@ -597,6 +670,7 @@ fn run(shared: Arc<Shared>) {
     LOCAL_QUEUE.with(|q| q.borrow_mut().clear());
     lock(&shared.remote).clear();
     LOCAL_POLLER.with(|id| id.set(0));
+    EXITING.with(|e| e.set(false));
     *lock(&shared.stopped) = true;
     shared.stopped_cv.notify_all();
 }
@@ -625,4 +699,59 @@ fn closed_error() -> io::Error {
 
 fn invalid(msg: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    thread_local! {
+        /// Runs inside `execute` on this thread, after its `closing` check, before it queues.
+        static HOOK: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn between_check_and_push() {
+        if let Some(hook) = HOOK.with(|h| h.borrow_mut().take()) {
+            hook();
+        }
+    }
+
+    /// Sets its flag when dropped: a task that ran or was dropped, not one left queued.
+    struct Gone(Arc<AtomicBool>);
+
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The race of `execute` with close, forced: the close runs to the end (the loop exits,
+    /// past its last drain of the task queue) between `execute`'s `closing` check and its push.
+    /// The task must then be refused, or run, or dropped: never left in the dead poller's queue
+    /// (where it would wait, a coroutine's `JoinHandle` with it, for the last `Arc<Poller>`).
+    #[test]
+    fn a_task_queued_as_the_poller_closes_is_refused_or_run_never_left() {
+        let poller = Poller::new().unwrap();
+        {
+            let poller = poller.clone();
+            HOOK.with(|h| {
+                *h.borrow_mut() = Some(Box::new(move || {
+                    poller.shared.begin_close();
+                    assert!(poller.wait_closed(Duration::from_secs(20)));
+                }))
+            });
+        }
+        let gone = Arc::new(AtomicBool::new(false));
+        let task = Gone(gone.clone());
+        let result = poller.execute(move || drop(task));
+        assert!(
+            result.is_err() || gone.load(Ordering::SeqCst),
+            "{result:?}: left queued"
+        );
+        assert!(
+            gone.load(Ordering::SeqCst),
+            "a refused task is dropped at once"
+        );
+    }
 }

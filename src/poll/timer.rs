@@ -110,11 +110,6 @@ impl Timers {
     pub(crate) fn len(&self) -> usize {
         self.tasks.len()
     }
-
-    pub(crate) fn clear(&mut self) {
-        self.heap.clear();
-        self.tasks.clear();
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! | `sched.rs` | the per-poller scheduler: the slab of coroutines, the stack pool, the current coroutine, `CoHandle` |
 //! | `pool.rs` | [`HandlerPool`]: the thread pool [`blocking`] (and the reactor face's pool handlers) run on |
 //! | `wait.rs` | a condition-variable analogue and a lock whose waiters may be threads or coroutines |
+//! | `lock.rs` | `QueueLock`: a lock whose waiters (threads and coroutines) queue FIFO and sleep until handed the lock (`NetFd`'s direction locks) |
 //!
 //! A coroutine is created on its poller's thread from a `Send` closure and never leaves it
 //! (corosensei's `Coroutine` is `!Send`): whatever it creates inside stays on that thread.
@@ -36,6 +37,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+pub(crate) mod lock;
 pub(crate) mod pool;
 pub(crate) mod sched;
 pub(crate) mod wait;
@@ -166,6 +168,18 @@ impl<T> Mailbox<T> {
         }
     }
 
+    /// Counts one sender as done without an item (and wakes the waiter to notice).
+    pub(crate) fn sender_gone(&self) {
+        let waiter = {
+            let mut state = self.lock();
+            state.senders = state.senders.saturating_sub(1);
+            state.waiter.take()
+        };
+        if let Some(waiter) = waiter {
+            waiter.wake();
+        }
+    }
+
     /// The next item, waiting (suspending in a coroutine) until `deadline` if given. `None` at
     /// the deadline, or when no sender is left.
     pub(crate) fn recv(&self, deadline: Option<Instant>) -> Option<T> {
@@ -175,7 +189,11 @@ impl<T> Mailbox<T> {
                 if !state.items.is_empty() {
                     return Some(state.items.remove(0));
                 }
-                if state.senders == 0 || deadline.is_some_and(|d| d <= Instant::now()) {
+                // Nothing waits while a poller thread unwinds its coroutines (`sched`).
+                if state.senders == 0
+                    || deadline.is_some_and(|d| d <= Instant::now())
+                    || sched::tearing_down()
+                {
                     return None;
                 }
                 state.waiter = Some(Parker::current());
@@ -237,13 +255,21 @@ pub struct JoinHandle<T> {
 impl<T> JoinHandle<T> {
     /// Waits for the coroutine to finish: parks a plain thread, suspends a calling coroutine.
     /// `Err` carries the payload of a panic in the coroutine (or a message if its poller closed
-    /// before it finished).
+    /// before it finished). Called by a destructor that runs while a poller shuts down (its
+    /// suspended coroutines unwinding), it does not wait: an unfinished coroutine's join
+    /// returns `Err` at once.
     pub fn join(self) -> thread::Result<T> {
         loop {
             {
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(result) = state.result.take() {
                     return result;
+                }
+                if sched::tearing_down() {
+                    // The coroutine may be one this teardown unwinds after the caller.
+                    return Err(Box::new(
+                        "netpoll: join during a poller's shutdown, the coroutine had not finished",
+                    ));
                 }
                 state.waiter = Some(Parker::current());
             }
@@ -392,9 +418,13 @@ pub fn yield_now() {
     }
 }
 
-/// Sleeps for `duration`: a coroutine suspends on a timer of its poller; a thread sleeps.
+/// Sleeps for `duration`: a coroutine suspends on a timer of its poller; a thread sleeps. In a
+/// destructor run by a poller's shutdown (its coroutines unwinding) it returns at once.
 pub fn sleep(duration: Duration) {
     let until = Instant::now() + duration;
+    if sched::tearing_down() {
+        return;
+    }
     if !in_coroutine() {
         thread::sleep(duration);
         return;
@@ -422,7 +452,9 @@ pub fn live_coroutines() -> usize {
 
 /// Runs `f`, which may block, without stalling the poller: inside a coroutine `f` runs on the
 /// [`default_pool`] while the coroutine is suspended (the poller serves everything else);
-/// outside one it simply runs here. A panic in `f` resumes in the caller.
+/// outside one it simply runs here. A panic in `f` resumes in the caller. If the pool refuses
+/// the job (it was shut down, or cannot start a thread) or drops it unrun, `f` runs inline on
+/// the calling coroutine instead (stalling its poller meanwhile), with a warning in the log.
 pub fn blocking<F, T>(f: F) -> T
 where
     F: FnOnce() -> T + Send + 'static,
@@ -432,14 +464,58 @@ where
         return f();
     }
     let mailbox = Mailbox::<thread::Result<T>>::new(1);
-    let sender = mailbox.clone();
-    let job = move || sender.put(panic::catch_unwind(AssertUnwindSafe(f)));
-    if let Err(e) = default_pool().spawn(job) {
-        panic!("netpoll::blocking: the handler pool refused the job: {e}");
+    // `f` waits here until the job takes it: a refused or dropped job leaves it to the caller.
+    let cell = Arc::new(Mutex::new(Some(f)));
+    let job = {
+        let (sender, cell) = (Sender(Some(mailbox.clone())), cell.clone());
+        move || {
+            let f = take_closure(&cell);
+            if let Some(f) = f {
+                sender.put(panic::catch_unwind(AssertUnwindSafe(f)));
+            }
+        }
+    };
+    let refused = match default_pool().spawn(job) {
+        Ok(()) => match mailbox.recv(None) {
+            Some(Ok(value)) => return value,
+            Some(Err(payload)) => panic::resume_unwind(payload),
+            // Every sender left without a result: the job was dropped before it took `f`
+            // (once it has, it always delivers `f`'s result, a panic included).
+            None => "dropped the job unrun".to_string(),
+        },
+        Err(e) => format!("refused the job: {e}"),
+    };
+    match take_closure(&cell) {
+        Some(f) => {
+            log::warn!("netpoll::blocking: the handler pool {refused}; running it inline");
+            f()
+        }
+        // The job took `f` but delivered nothing: impossible, since once it has taken `f` it
+        // always puts `f`'s result (a panic included) before its sender goes.
+        None => unreachable!("netpoll::blocking: the job took the closure and gave no result"),
     }
-    match mailbox.recv(None) {
-        Some(Ok(value)) => value,
-        Some(Err(payload)) => panic::resume_unwind(payload),
-        None => panic!("netpoll::blocking: the job was dropped unrun"),
+}
+
+fn take_closure<F>(cell: &Mutex<Option<F>>) -> Option<F> {
+    cell.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
+/// The job's side of `blocking`'s mailbox: dropped without a result (the job dropped unrun), it
+/// still counts itself out, so the receiver does not wait for it forever.
+struct Sender<T>(Option<Arc<Mailbox<T>>>);
+
+impl<T> Sender<T> {
+    fn put(mut self, item: T) {
+        if let Some(mailbox) = self.0.take() {
+            mailbox.put(item);
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if let Some(mailbox) = self.0.take() {
+            mailbox.sender_gone();
+        }
     }
 }

@@ -7,10 +7,39 @@
 //!   and cleared before every suspend (the one `unsafe` block of this layer reads it).
 //!
 //! A coroutine runs only when its handle is popped from the poller's run queue
-//! ([`Poller::run_soon`]); a wake is such a push: local on the poller thread, remote (mutex +
+//! ([`RunQueue::run_soon`]); a wake is such a push: local on the poller thread, remote (mutex +
 //! trigger) from elsewhere. Wakes may be stale or repeated (a wait that ended early still gets
 //! its wake later), so every suspension re-checks its condition in a loop, and a handle whose
 //! generation no longer matches its slot wakes nothing.
+//!
+//! ## Teardown
+//! When the poller's loop exits, in this order (`poll::poller::run`, then [`teardown`]):
+//! 1. the loop stops dispatching (no event, timer or run-queue item runs any more, and
+//!    `execute`, `schedule` and remote pushes are refused) and the *teardown phase* begins: a
+//!    flag of the poller thread, [`tearing_down`], set until the thread is done;
+//! 2. every registration still attached is detached and its owner told (`on_poller_closed`):
+//!    each Go-net poll descriptor of the poller is marked `POLLER_CLOSED` and its waiters are
+//!    woken, so threads (and other pollers' coroutines) waiting on it fail with the closed
+//!    error instead of waiting forever; this poller's coroutines are only queued, never run;
+//! 3. the tasks queued before the close began run (a spawn's task creates its coroutine, which
+//!    never starts); the timers are dropped unrun;
+//! 4. this module's hook ([`teardown`]): every coroutine still suspended is dropped, in slab
+//!    order, which force-unwinds it here, on the poller thread, outside any coroutine. Their
+//!    destructors run; their `JoinHandle`s get `Err`;
+//! 5. the scheduler (spare stacks, coroutines created by steps 3 and 4, never started: their
+//!    closures are dropped, their handles get `Err`) and the registry entry go; then the run
+//!    queues are cleared and the flag with them.
+//!
+//! During the teardown phase nothing on this thread waits ([`tearing_down`]), because what it
+//! would wait for may be held by a coroutine that is still suspended and will only be resumed to
+//! be unwound after the current destructor: a netpoll wait (read, write, accept, dial, sleep on
+//! a descriptor) fails at once with the closed error, a `JoinHandle::join` returns `Err`, a
+//! mailbox receive gives up, `sleep` returns, and a `NetFd` lock held by someone else is not
+//! waited for (the call fails with the closed error). A close does not wait for the calls in
+//! flight when they hold its locks (they may be suspended coroutines, which are not in a
+//! syscall and only resume to unwind): it evicts the descriptor and shuts the socket down
+//! (`shutdown(2)`, so the peer sees the end), and the fd itself is closed when its last owner
+//! drops it, once no call can be using it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -21,7 +50,7 @@ use std::sync::{Arc, RwLock, Weak};
 use corosensei::stack::{DefaultStack, Stack};
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
-use crate::poll::poller::{at_poller_exit, current_poller_id, push_local, Runnable};
+use crate::poll::poller::{at_poller_exit, current_poller_id, push_local, RunQueue, Runnable};
 use crate::poll::Poller;
 
 type Co = Coroutine<(), (), (), DefaultStack>;
@@ -47,9 +76,9 @@ impl CoHandle {
         if push_local(self.poller, item) {
             return;
         }
-        if let Some(poller) = poller_by_id(self.poller) {
+        if let Some(queue) = run_queue_by_id(self.poller) {
             // Fails only once the poller closes, and then its coroutines are gone.
-            let _ = poller.run_soon(item);
+            let _ = queue.run_soon(item);
         }
     }
 }
@@ -81,16 +110,25 @@ thread_local! {
     static YIELDER: Cell<*const Yielder<(), ()>> = const { Cell::new(std::ptr::null()) };
 }
 
-/// Pollers that run coroutines, by id, for remote wakes.
-fn registry() -> &'static RwLock<HashMap<usize, Weak<Poller>>> {
-    static REGISTRY: std::sync::OnceLock<RwLock<HashMap<usize, Weak<Poller>>>> =
+/// True while the calling thread is a poller thread whose loop has exited and that is shutting
+/// down (evicting descriptors, running its last tasks, unwinding its suspended coroutines): then
+/// nothing may wait (see the module doc's teardown order).
+pub(crate) fn tearing_down() -> bool {
+    crate::poll::poller::exiting()
+}
+
+/// The run queues of pollers that run coroutines, by poller id, for remote wakes. Weak
+/// handles: a wake never keeps a poller alive, and never drops its last `Arc<Poller>` (which
+/// would close it and join its thread inside the wake).
+fn registry() -> &'static RwLock<HashMap<usize, RunQueue>> {
+    static REGISTRY: std::sync::OnceLock<RwLock<HashMap<usize, RunQueue>>> =
         std::sync::OnceLock::new();
     REGISTRY.get_or_init(Default::default)
 }
 
-fn poller_by_id(id: usize) -> Option<Arc<Poller>> {
+fn run_queue_by_id(id: usize) -> Option<RunQueue> {
     let registry = registry().read().unwrap_or_else(|e| e.into_inner());
-    registry.get(&id).and_then(Weak::upgrade)
+    registry.get(&id).cloned()
 }
 
 /// True when the caller runs inside a coroutine, on that coroutine's stack (not, say, inside a
@@ -214,7 +252,7 @@ fn new_scheduler(poller: &Arc<Poller>) -> Scheduler {
     registry()
         .write()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(poller.id(), Arc::downgrade(poller));
+        .insert(poller.id(), poller.run_queue());
     let id = poller.id();
     at_poller_exit(move || teardown(id));
     Scheduler {
@@ -288,7 +326,7 @@ fn resume_packed(arg: u64) {
 }
 
 /// The poller's loop exited: unwind every coroutine still suspended (their join handles see
-/// the unwind as a panic), then free the stacks.
+/// the unwind as a panic), then free the stacks. Steps 4 and 5 of the module doc's order.
 fn teardown(id: usize) {
     let coroutines: Vec<Co> = SCHED.with(|s| {
         let mut s = s.borrow_mut();
@@ -297,9 +335,12 @@ fn teardown(id: usize) {
             .unwrap_or_default()
     });
     // Dropping a suspended coroutine force-unwinds it, running its destructors here, outside
-    // any coroutine: a netpoll call they make parks the thread rather than suspending.
+    // any coroutine; with the teardown flag set, nothing they call waits.
     drop(coroutines);
-    SCHED.with(|s| s.borrow_mut().take());
+    // Dropped outside the borrow: never-started coroutines spawned meanwhile drop their
+    // closures here, whose destructors may touch the scheduler.
+    let scheduler = SCHED.with(|s| s.borrow_mut().take());
+    drop(scheduler);
     registry()
         .write()
         .unwrap_or_else(|e| e.into_inner())

@@ -11,7 +11,7 @@
 //! | `READ_EXPIRED`  | a read deadline in the past / its timer | a new read deadline (future or none) | reads: timeout |
 //! | `WRITE_EXPIRED` | likewise for writes            | likewise                   | writes: timeout           |
 //! | `EVENT_ERR`     | an event whose mask is exactly `ERR` | never                | a read about to wait: the socket error |
-//! | `READ_HUP`      | an event with `RDHUP`, `HUP` or `ERR` | never               | reads after a short read: no skipping the `readv` (end of stream or an error needs no new edge) |
+//! | `POLLER_CLOSED` | the poller's loop exiting (`on_poller_closed`) | never      | both directions: closed (no event will come); the fd stays open until the owner closes it |
 //!
 //! When a call is refused the precedence is closed, then expired, then event error (as in Go).
 //!
@@ -42,7 +42,7 @@ const CLOSING: u32 = 1;
 const READ_EXPIRED: u32 = 1 << 1;
 const WRITE_EXPIRED: u32 = 1 << 2;
 const EVENT_ERR: u32 = 1 << 3;
-const READ_HUP: u32 = 1 << 4;
+const POLLER_CLOSED: u32 = 1 << 4;
 
 /// One direction of a descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,7 +236,7 @@ impl PollDesc {
     /// Whether a call in `mode` may go ahead: the closed error, then the timeout error.
     pub(crate) fn check(&self, mode: Mode) -> io::Result<()> {
         let info = self.timing.info.load(Ordering::SeqCst);
-        if info & CLOSING != 0 {
+        if info & (CLOSING | POLLER_CLOSED) != 0 {
             Err(error::closed())
         } else if info & mode.expired_bit() != 0 {
             Err(error::timeout())
@@ -246,7 +246,8 @@ impl PollDesc {
     }
 
     fn interrupted(&self, mode: Mode) -> bool {
-        self.timing.info.load(Ordering::SeqCst) & (CLOSING | mode.expired_bit()) != 0
+        self.timing.info.load(Ordering::SeqCst) & (CLOSING | POLLER_CLOSED | mode.expired_bit())
+            != 0
     }
 
     /// Before waiting: the fd reported an error event and its syscall still says `EAGAIN`; an
@@ -265,6 +266,7 @@ impl PollDesc {
         if let Some(e) = self.event_error(mode) {
             return Err(e);
         }
+        refuse_during_teardown()?;
         self.slot(mode).wait(|| self.interrupted(mode));
         self.check(mode)
     }
@@ -285,6 +287,7 @@ impl PollDesc {
     /// early with the closed error at close, or the timeout error at the deadline of `mode`.
     pub(crate) fn sleep_until(self: &Arc<Self>, mode: Mode, until: Instant) -> io::Result<()> {
         self.check(mode)?;
+        refuse_during_teardown()?;
         let desc = Arc::downgrade(self);
         let key = self.poller.schedule(until, move || {
             if let Some(desc) = desc.upgrade() {
@@ -336,13 +339,6 @@ impl PollDesc {
         previous & CLOSING == 0
     }
 
-    /// Whether the poller has reported the peer's end of stream, a hang-up or an error: then a
-    /// read must not wait for a new edge after a short read (end of stream reads 0 again with
-    /// no edge). Set before that event's wake, so a reader that finds it unset is woken after.
-    pub(crate) fn read_hung_up(&self) -> bool {
-        self.timing.info.load(Ordering::SeqCst) & READ_HUP != 0
-    }
-
     pub(crate) fn is_closing(&self) -> bool {
         self.timing.info.load(Ordering::SeqCst) & CLOSING != 0
     }
@@ -357,12 +353,17 @@ impl PollDesc {
 }
 
 impl EventHandler for PollDesc {
+    /// The poller is gone: no event, no timer will ever wake a waiter again. Every call fails
+    /// with the closed error from now on; the fd stays open until the owner closes it.
+    fn on_poller_closed(&self) {
+        self.timing.info.fetch_or(POLLER_CLOSED, Ordering::SeqCst);
+        wake(self.read.unblock(false));
+        wake(self.write.unblock(false));
+    }
+
     fn on_ready(&self, ready: Ready) {
         if ready == Ready::ERROR {
             self.timing.info.fetch_or(EVENT_ERR, Ordering::SeqCst);
-        }
-        if ready.intersects(Ready::READ_CLOSED | Ready::HANGUP | Ready::ERROR) {
-            self.timing.info.fetch_or(READ_HUP, Ordering::SeqCst);
         }
         let reader = ready
             .intersects(Ready::READABLE | Ready::READ_CLOSED | Ready::HANGUP | Ready::ERROR)
@@ -375,6 +376,16 @@ impl EventHandler for PollDesc {
         wake(reader);
         wake(writer);
     }
+}
+
+/// While a poller thread tears its coroutines down, nothing on it may wait: no event or timer of
+/// that poller will come, and the holder of what it would wait for may be a coroutine that is
+/// resumed only to be unwound after this destructor (see `rt::sched`). The wait fails instead.
+fn refuse_during_teardown() -> io::Result<()> {
+    if crate::rt::sched::tearing_down() {
+        return Err(error::closed());
+    }
+    Ok(())
 }
 
 fn wake(waiter: Option<Waiter>) {

@@ -647,7 +647,8 @@ fn split_families(addrs: Vec<SocketAddr>) -> (Vec<SocketAddr>, Vec<SocketAddr>) 
 }
 
 /// Resolves `host` (a literal needs no lookup). Inside a coroutine `getaddrinfo` runs on the
-/// handler pool through [`crate::rt::blocking`], so it does not stall the poller.
+/// handler pool through [`crate::rt::blocking`], so it does not stall the poller (if the pool
+/// refuses the job, `blocking` runs it inline: the dial still resolves, nothing panics).
 fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);

@@ -1,45 +1,49 @@
 //! `NetFd`: a non-blocking socket, its [`PollDesc`], and the locks that give Go's `netFD`
 //! semantics (Go's `internal/poll.FD` with its `fdMutex`).
 //!
-//! - Every operation holds a read guard of `socket` while it runs, waits included. `close`
-//!   first evicts the descriptor (waiters wake with the closed error and drop their guards),
-//!   then takes the write guard, so it deregisters from the poller and closes the fd only once
-//!   no syscall can still be using that fd number, and it returns only after that.
+//! - Every operation holds a read guard of `socket` while it runs, waits included; the guard is
+//!   only ever tried, never waited for: only `close` takes the write guard, after evicting the
+//!   descriptor, so a busy guard means a close is under way and the call fails with the closed
+//!   error (Go's `fdMutex` refuses a reference once closing). `close` evicts the descriptor
+//!   (waiters wake with the closed error and drop their guards), takes both direction locks
+//!   (every call that may wait holds one), then the write guard, so it deregisters from the
+//!   poller and closes the fd only once no syscall can still be using that fd number, and it
+//!   returns only after that. During a poller's teardown it waits for none of them (see
+//!   `close_in_teardown`).
 //! - Reads (and accepts) are serialised by `read_lock`, writes by `write_lock`: one waiter per
-//!   slot. Blocking calls take the lock; an async poll only tries it, and fails with
-//!   `ResourceBusy` if a blocking call of the same direction is in progress.
+//!   slot. They are [`QueueLock`]s: blocking calls queue for them, FIFO, and sleep until the
+//!   holder hands the lock over; inside a coroutine that sleep is a suspension, since the
+//!   holder may be another coroutine of the same poller, suspended with the lock, which only
+//!   that thread can resume. Threads and coroutines queue alike. An async poll only tries the
+//!   lock, and fails with `ResourceBusy` if a blocking call of the same direction holds it.
 //! - `write_lock` also holds the *sticky write error*: an error that stopped a write after some
 //!   bytes went out (the call returned that count) is kept and returned by the next write, so
 //!   the caller sees the cause (`ECONNRESET`), not its aftermath (`EPIPE`). Timeouts and close
 //!   are not kept: the info word already makes them persist.
-//! - Inside a coroutine no lock here is waited for by blocking the thread: the holder may be
-//!   another coroutine of the same poller, suspended with the guard, which only that thread can
-//!   resume. Such waits try the lock and yield until it is free (`lock_co`, `read_guard`,
-//!   close's write guard). Phase 1: a busy yield, bounded by the holder's call.
-//! - Inside a coroutine, a read that returned fewer bytes than asked drained the socket, so
-//!   the next read waits for readiness before its `readv` instead of issuing one that says
-//!   `EAGAIN` (see `read_vectored`).
+//! - A read issues `readv` until `EAGAIN` before it waits, also after a short read (see
+//!   `read_vectored`).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, Socket};
 
 use super::desc::{Mode, PollDesc};
 use super::error;
 use crate::poll::Poller;
+use crate::rt::lock::{QueueGuard, QueueLock};
 use crate::sys::socket::{accept4, readv, sendmsg};
 
 pub(crate) struct NetFd {
     socket: RwLock<Option<Socket>>,
     desc: Arc<PollDesc>,
-    /// Serialises reads; true when the last read inside a coroutine was short (drained).
-    read_lock: Mutex<bool>,
+    /// Serialises reads (and accepts).
+    read_lock: QueueLock<()>,
     /// Serialises writes; holds the error that cut the last write short, for the next call.
-    write_lock: Mutex<Option<io::Error>>,
+    write_lock: QueueLock<Option<io::Error>>,
     /// The fd number at creation, for `AsRawFd` (which must not take a lock).
     raw: RawFd,
 }
@@ -53,8 +57,8 @@ impl NetFd {
             raw,
             socket: RwLock::new(Some(socket)),
             desc,
-            read_lock: Mutex::new(false),
-            write_lock: Mutex::new(None),
+            read_lock: QueueLock::new(()),
+            write_lock: QueueLock::new(None),
         })
     }
 
@@ -69,7 +73,7 @@ impl NetFd {
     }
 
     fn guard(&self) -> io::Result<RwLockReadGuard<'_, Option<Socket>>> {
-        let guard = read_guard(&self.socket);
+        let guard = read_guard(&self.socket)?;
         if guard.is_none() {
             return Err(error::closed());
         }
@@ -78,45 +82,20 @@ impl NetFd {
 
     /// Reads into `bufs`; a zero-length read returns 0 at once, end of stream is `Ok(0)`.
     pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let mut drained = lock_co(&self.read_lock);
+        let _serial = lock_co(&self.read_lock)?;
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
-        let asked: usize = bufs.iter().map(|b| b.len()).sum();
-        if asked == 0 {
+        if bufs.iter().all(|b| b.is_empty()) {
             return Ok(0);
         }
-        let in_coroutine = crate::rt::in_coroutine();
-        if std::mem::take(&mut *drained) && in_coroutine && !self.desc.read_hung_up() {
-            // The last read was short: it emptied the socket's receive queue of data. The
-            // registration is edge-triggered (IN|OUT|RDHUP), and the kernel signals an edge
-            // whenever data (or a FIN, a reset, an error) arrives on a socket, so data that
-            // arrived after that read has produced an edge after it: waiting here loses
-            // nothing. An edge that raced that read (the data was read, the edge latched the
-            // slot READY) ends this wait at once; the readv below may then say EAGAIN once, as
-            // without this shortcut. A FIN or an error that came *before* the short read makes
-            // no new edge, yet the next readv must report it: that is what `read_hung_up`
-            // excludes (its bit is set before the event's wake, so either we see it here or
-            // the wake comes after and ends the wait). Close and deadlines end the wait as
-            // usual; an error event falls through to readv.
-            if let Err(e) = self.desc.wait(Mode::Read) {
-                if error::is_closed(&e) || error::is_timeout(&e) {
-                    return Err(e);
-                }
-            }
-        }
+        // Always read until EAGAIN before waiting, even after a short read: a short read does
+        // not prove the receive queue empty (TCP urgent data stops a read at the mark, a Unix
+        // socket's SCM_RIGHTS at its message), and the edge-triggered registration sends no new
+        // edge for bytes already queued, so waiting for one could stall forever.
         loop {
             match readv(sock, bufs) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(sock, Mode::Read)?,
-                Ok(n) => {
-                    // End of stream (0) is not a drain: it reads 0 again at once, no edge.
-                    // The short-read shortcut is off: a short read does not prove the queue
-                    // empty (TCP urgent data stops a read at the mark, Unix SCM_RIGHTS at its
-                    // message), and no new edge comes for bytes already queued (review of rt12).
-                    let _ = (in_coroutine, asked);
-                    *drained = false;
-                    return Ok(n);
-                }
                 result => return result,
             }
         }
@@ -125,11 +104,11 @@ impl NetFd {
     /// Writes all of `bufs` unless an error or the deadline stops it; then it returns the bytes
     /// written so far, or the error if there were none (the next call reports the error).
     pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let mut sticky = lock_co(&self.write_lock);
+        let sticky = lock_co(&self.write_lock)?;
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Write)?;
-        if let Some(e) = sticky.take() {
+        if let Some(e) = sticky.with(Option::take) {
             return Err(e);
         }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
@@ -150,7 +129,7 @@ impl NetFd {
                 }
                 Err(e) if written > 0 => {
                     if !error::is_timeout(&e) && !error::is_closed(&e) {
-                        *sticky = Some(e);
+                        sticky.with(|sticky| *sticky = Some(e));
                     }
                     break;
                 }
@@ -177,7 +156,7 @@ impl NetFd {
 
     /// Accepts one connection (non-blocking, close-on-exec); `ECONNABORTED` is retried.
     pub(crate) fn accept(&self) -> io::Result<(Socket, SockAddr)> {
-        let _serial = lock_co(&self.read_lock);
+        let _serial = lock_co(&self.read_lock)?;
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
@@ -191,7 +170,7 @@ impl NetFd {
 
     /// Sleeps until `until` (an accept loop backing off); close ends it with the closed error.
     pub(crate) fn accept_backoff(&self, until: Instant) -> io::Result<()> {
-        let _serial = lock_co(&self.read_lock);
+        let _serial = lock_co(&self.read_lock)?;
         let _guard = self.guard()?;
         self.desc.sleep_until(Mode::Read, until)
     }
@@ -225,11 +204,11 @@ impl NetFd {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let mut sticky = try_lock(&self.write_lock, "write")?;
+        let sticky = try_lock(&self.write_lock, "write")?;
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Write)?;
-        if let Some(e) = sticky.take() {
+        if let Some(e) = sticky.with(Option::take) {
             return Poll::Ready(Err(e));
         }
         loop {
@@ -261,7 +240,7 @@ impl NetFd {
     /// Waits until the socket is writable (a connect in progress finished); `Ok` means look at
     /// `SO_ERROR`.
     pub(crate) fn wait_writable(&self) -> io::Result<()> {
-        let _serial = lock_co(&self.write_lock);
+        let _serial = lock_co(&self.write_lock)?;
         let _guard = self.guard()?;
         self.desc.wait(Mode::Write)
     }
@@ -289,10 +268,47 @@ impl NetFd {
         if !self.desc.evict() {
             return Err(error::closed());
         }
+        if crate::rt::sched::tearing_down() {
+            self.close_in_teardown();
+            return Ok(());
+        }
+        // The calls in flight, woken by the eviction, leave. Every call that may wait holds
+        // its direction's lock: once close holds both, what still holds the socket is a call
+        // that never waits (options, addresses, deadlines, an async poll), on another thread.
+        let _reads = self.read_lock.lock();
+        let _writes = self.write_lock.lock();
         let mut socket = write_guard(&self.socket);
         self.desc.deregister();
         drop(socket.take());
         Ok(())
+    }
+
+    /// Close from a destructor run by a poller's shutdown (`rt::sched`'s teardown order): the
+    /// calls in flight may be coroutines suspended on this very thread, resumed only to be
+    /// unwound after this destructor, so their locks are not waited for. Uncontended, this is
+    /// an ordinary close. Otherwise the socket is shut down (the peer sees the end, and any
+    /// later syscall on it fails at once) and the fd is left for `Drop` to close: it must not be
+    /// closed while a call could still use its number, and a suspended call is not in a syscall
+    /// but still holds the socket.
+    fn close_in_teardown(&self) {
+        let serial = (self.read_lock.try_lock(), self.write_lock.try_lock());
+        if let (Some(_), Some(_)) = serial {
+            if let Some(mut socket) = try_take_write(&self.socket) {
+                self.desc.deregister();
+                drop(socket.take());
+                return;
+            }
+        }
+        drop(serial);
+        if let Ok(guard) = self.socket.try_read() {
+            if let Some(socket) = guard.as_ref() {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        log::debug!(
+            "netpoll: close during a poller's shutdown while calls hold the socket: shut down \
+             now, the fd is closed when the connection is dropped"
+        );
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -361,61 +377,53 @@ fn socket<'a>(guard: &'a RwLockReadGuard<'_, Option<Socket>>) -> &'a Socket {
     guard.as_ref().expect("guard() checked the socket is open")
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// Takes a direction lock, waiting in its FIFO queue: a coroutine suspends (the holder may be
+/// another coroutine of its poller, suspended with the lock), a thread parks. Refused (the
+/// closed error) only during a poller's teardown, where nothing waits.
+fn lock_co<T>(l: &QueueLock<T>) -> io::Result<QueueGuard<'_, T>> {
+    l.lock().ok_or_else(error::closed)
 }
 
-/// Takes `m`; inside a coroutine by trying and yielding, so a holder that is a suspended
-/// coroutine of the same poller gets to run and release it (a blocking wait would stall the
-/// poller with the holder inside it).
-fn lock_co<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    if crate::rt::in_coroutine() {
-        loop {
-            match m.try_lock() {
-                Ok(guard) => return guard,
-                Err(TryLockError::Poisoned(e)) => return e.into_inner(),
-                Err(TryLockError::WouldBlock) => crate::rt::yield_now(),
-            }
-        }
+fn try_take_write<T>(l: &RwLock<T>) -> Option<RwLockWriteGuard<'_, T>> {
+    match l.try_write() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
     }
-    lock(m)
 }
 
-/// A read guard of the socket, yielding inside a coroutine: std's `RwLock` makes new readers
-/// wait while a writer (a close on another thread) waits for a reader that may be a
-/// suspended coroutine of this poller.
-fn read_guard<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    if crate::rt::in_coroutine() {
-        loop {
-            match l.try_read() {
-                Ok(guard) => return guard,
-                Err(TryLockError::Poisoned(e)) => return e.into_inner(),
-                Err(TryLockError::WouldBlock) => crate::rt::yield_now(),
-            }
-        }
-    }
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The write guard close takes once every call in flight has left; yielding inside a
-/// coroutine (the calls in flight may be this poller's coroutines, woken by the eviction).
-fn write_guard<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    if crate::rt::in_coroutine() {
-        loop {
-            match l.try_write() {
-                Ok(guard) => return guard,
-                Err(TryLockError::Poisoned(e)) => return e.into_inner(),
-                Err(TryLockError::WouldBlock) => crate::rt::yield_now(),
-            }
-        }
-    }
-    l.write().unwrap_or_else(|e| e.into_inner())
-}
-
-fn try_lock<'a, T>(m: &'a Mutex<T>, direction: &str) -> io::Result<MutexGuard<'a, T>> {
-    match m.try_lock() {
+/// A read guard of the socket, never waited for: only close takes the write guard, after it
+/// evicted the descriptor, so a read guard that is not free now means a close is under way and
+/// the call fails with the closed error (Go's `fdMutex` refuses a reference once closing).
+/// Waiting would also be wrong: std's `RwLock` makes new readers wait while a writer waits,
+/// and the readers that writer waits for may be coroutines suspended on this thread.
+fn read_guard<T>(l: &RwLock<T>) -> io::Result<RwLockReadGuard<'_, T>> {
+    match l.try_read() {
         Ok(guard) => Ok(guard),
         Err(TryLockError::Poisoned(e)) => Ok(e.into_inner()),
-        Err(TryLockError::WouldBlock) => Err(error::busy(direction)),
+        Err(TryLockError::WouldBlock) => Err(error::closed()),
     }
+}
+
+/// The write guard close takes once it holds both direction locks: the readers left are calls
+/// that never wait, on other threads. A thread blocks for them; a coroutine must not block its
+/// poller even so (a user's `with_fd` closure could, against its documentation, suspend), so it
+/// naps on a poller timer between tries (1 ms at most; reached only when such a call is in flight
+/// at that very moment).
+fn write_guard<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    if !crate::rt::in_coroutine() {
+        return l.write().unwrap_or_else(|e| e.into_inner());
+    }
+    let mut nap = Duration::from_micros(50);
+    loop {
+        if let Some(guard) = try_take_write(l) {
+            return guard;
+        }
+        crate::rt::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(1));
+    }
+}
+
+fn try_lock<'a, T>(l: &'a QueueLock<T>, direction: &str) -> io::Result<QueueGuard<'a, T>> {
+    l.try_lock().ok_or_else(|| error::busy(direction))
 }
