@@ -97,6 +97,11 @@ fn interest_to_epoll(interest: Interest) -> u32 {
     }
     if interest.edge {
         bits |= libc::EPOLLET as u32;
+        // Urgent data stops a TCP read at its mark with bytes still queued; the edge reader
+        // must learn of it (level-triggered, a pending PRI would be reported forever).
+        if interest.readable {
+            bits |= libc::EPOLLPRI as u32;
+        }
     }
     bits
 }
@@ -144,6 +149,9 @@ impl Events {
             }
             if bits & libc::EPOLLERR != 0 {
                 ready |= Ready::ERROR;
+            }
+            if bits & libc::EPOLLPRI != 0 {
+                ready |= Ready::PRIORITY;
             }
             (e.u64, ready)
         })

@@ -47,6 +47,9 @@ impl Ready {
     /// The peer closed its sending side (`EPOLLRDHUP`): reads will reach end of stream, writes
     /// may still work.
     pub const READ_CLOSED: Ready = Ready(1 << 4);
+    /// Urgent (TCP out-of-band) data is pending (`EPOLLPRI`); reported to edge-triggered
+    /// readers only.
+    pub const PRIORITY: Ready = Ready(1 << 5);
 
     /// True when any readiness in `other` is also in `self`.
     pub fn intersects(self, other: Ready) -> bool {

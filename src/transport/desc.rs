@@ -12,6 +12,7 @@
 //! | `WRITE_EXPIRED` | likewise for writes            | likewise                   | writes: timeout           |
 //! | `EVENT_ERR`     | an event whose mask is exactly `ERR` | never                | a read about to wait: the socket error |
 //! | `POLLER_CLOSED` | the poller's loop exiting (`on_poller_closed`) | never      | both directions: closed (no event will come); the fd stays open until the owner closes it |
+//! | `EDGE_SPENT`    | an event with `RDHUP`, `HUP`, `ERR` or `PRI` | never        | reads after a short read: read until `EAGAIN` again (an end, an error or bytes past an urgent mark may be queued with their edge already spent) |
 //!
 //! When a call is refused the precedence is closed, then expired, then event error (as in Go).
 //!
@@ -43,6 +44,7 @@ const READ_EXPIRED: u32 = 1 << 1;
 const WRITE_EXPIRED: u32 = 1 << 2;
 const EVENT_ERR: u32 = 1 << 3;
 const POLLER_CLOSED: u32 = 1 << 4;
+const EDGE_SPENT: u32 = 1 << 5;
 
 /// One direction of a descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,6 +212,12 @@ pub(crate) struct PollDesc {
 }
 
 impl PollDesc {
+    /// True once an event said the input may hold something no later edge will announce (an
+    /// end of stream, an error, urgent data): short reads prove nothing from then on.
+    pub(crate) fn edge_spent(&self) -> bool {
+        self.timing.info.load(Ordering::SeqCst) & EDGE_SPENT != 0
+    }
+
     /// Registers `fd` on `poller`, edge-triggered for both directions.
     pub(crate) fn register(fd: RawFd, poller: Arc<Poller>) -> io::Result<Arc<PollDesc>> {
         let desc = Arc::new_cyclic(|weak: &Weak<PollDesc>| {
@@ -365,8 +373,13 @@ impl EventHandler for PollDesc {
         if ready == Ready::ERROR {
             self.timing.info.fetch_or(EVENT_ERR, Ordering::SeqCst);
         }
+        let ends = Ready::READ_CLOSED | Ready::HANGUP | Ready::ERROR | Ready::PRIORITY;
+        if ready.intersects(ends) && !self.edge_spent() {
+            // Before the wake below: the reader it wakes must see it.
+            self.timing.info.fetch_or(EDGE_SPENT, Ordering::SeqCst);
+        }
         let reader = ready
-            .intersects(Ready::READABLE | Ready::READ_CLOSED | Ready::HANGUP | Ready::ERROR)
+            .intersects(Ready::READABLE | ends)
             .then(|| self.read.unblock(true))
             .flatten();
         let writer = ready

@@ -29,7 +29,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use socket2::{SockAddr, Socket};
+use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::desc::{Mode, PollDesc};
 use super::error;
@@ -40,8 +40,11 @@ use crate::sys::socket::{accept4, readv, sendmsg};
 pub(crate) struct NetFd {
     socket: RwLock<Option<Socket>>,
     desc: Arc<PollDesc>,
-    /// Serialises reads (and accepts).
-    read_lock: QueueLock<()>,
+    /// Serialises reads (and accepts); holds whether the last read was short (see
+    /// `read_vectored`).
+    read_lock: QueueLock<bool>,
+    /// A TCP stream socket: the only kind whose short reads prove the queue empty.
+    tcp: bool,
     /// Serialises writes; holds the error that cut the last write short, for the next call.
     write_lock: QueueLock<Option<io::Error>>,
     /// The fd number at creation, for `AsRawFd` (which must not take a lock).
@@ -52,12 +55,17 @@ impl NetFd {
     /// Takes a non-blocking socket and registers it on `poller`.
     pub(crate) fn new(socket: Socket, poller: Arc<Poller>) -> io::Result<NetFd> {
         let raw = socket.as_raw_fd();
+        let tcp = socket.r#type().is_ok_and(|t| t == Type::STREAM)
+            && socket
+                .domain()
+                .is_ok_and(|d| d == Domain::IPV4 || d == Domain::IPV6);
         let desc = PollDesc::register(raw, poller)?;
         Ok(NetFd {
             raw,
             socket: RwLock::new(Some(socket)),
             desc,
-            read_lock: QueueLock::new(()),
+            read_lock: QueueLock::new(false),
+            tcp,
             write_lock: QueueLock::new(None),
         })
     }
@@ -82,21 +90,36 @@ impl NetFd {
 
     /// Reads into `bufs`; a zero-length read returns 0 at once, end of stream is `Ok(0)`.
     pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let _serial = lock_co(&self.read_lock)?;
+        let serial = lock_co(&self.read_lock)?;
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
-        if bufs.iter().all(|b| b.is_empty()) {
+        let wanted: usize = bufs.iter().map(|b| b.len()).sum();
+        if wanted == 0 {
             return Ok(0);
         }
-        // Always read until EAGAIN before waiting, even after a short read: a short read does
-        // not prove the receive queue empty (TCP urgent data stops a read at the mark, a Unix
-        // socket's SCM_RIGHTS at its message), and the edge-triggered registration sends no new
-        // edge for bytes already queued, so waiting for one could stall forever.
+        // After a short read of a TCP stream, wait for the next readiness edge instead of
+        // issuing a `readv` that would only say EAGAIN (one read per request instead of two).
+        // A short read took everything the socket held: TCP copies its whole receive queue and
+        // backlog before it returns short, so bytes arriving later raise a new edge (latched in
+        // the slot if it comes before we wait). What can stop a read short with more queued —
+        // urgent data (its mark), end of stream, an error — comes with `PRI`, `RDHUP`, `HUP` or
+        // `ERR` on its event, which marks the descriptor `EDGE_SPENT` for good, before the
+        // reader is woken; then reads go until EAGAIN. Unix sockets never take the shortcut:
+        // a read stops at a message carrying descriptors or credentials, with no event at all.
+        if serial.with(std::mem::take) && !self.desc.edge_spent() {
+            self.wait(sock, Mode::Read)?;
+        }
         loop {
             match readv(sock, bufs) {
+                Ok(n) => {
+                    if self.tcp && n > 0 && n < wanted {
+                        serial.with(|short| *short = true);
+                    }
+                    return Ok(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(sock, Mode::Read)?,
-                result => return result,
+                Err(e) => return Err(e),
             }
         }
     }
@@ -180,7 +203,7 @@ impl NetFd {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
-        let _serial = try_lock(&self.read_lock, "read")?;
+        let _serial = try_lock(&self.read_lock, &self.desc, "read")?;
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
@@ -204,7 +227,7 @@ impl NetFd {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let sticky = try_lock(&self.write_lock, "write")?;
+        let sticky = try_lock(&self.write_lock, &self.desc, "write")?;
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Write)?;
@@ -222,7 +245,7 @@ impl NetFd {
     }
 
     pub(crate) fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Socket, SockAddr)>> {
-        let _serial = try_lock(&self.read_lock, "accept")?;
+        let _serial = try_lock(&self.read_lock, &self.desc, "accept")?;
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
@@ -246,7 +269,7 @@ impl NetFd {
     }
 
     pub(crate) fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let _serial = try_lock(&self.write_lock, "write")?;
+        let _serial = try_lock(&self.write_lock, &self.desc, "write")?;
         let _guard = self.guard()?;
         self.desc.poll_wait(Mode::Write, cx)
     }
@@ -424,6 +447,18 @@ fn write_guard<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     }
 }
 
-fn try_lock<'a, T>(l: &'a QueueLock<T>, direction: &str) -> io::Result<QueueGuard<'a, T>> {
-    l.try_lock().ok_or_else(|| error::busy(direction))
+/// An async poll's lock: taken now or refused. Busy because a close holds it (close takes both
+/// direction locks) is the closed error, not "another call in progress".
+fn try_lock<'a, T>(
+    l: &'a QueueLock<T>,
+    desc: &PollDesc,
+    direction: &str,
+) -> io::Result<QueueGuard<'a, T>> {
+    l.try_lock().ok_or_else(|| {
+        if desc.is_closing() {
+            error::closed()
+        } else {
+            error::busy(direction)
+        }
+    })
 }

@@ -1,0 +1,151 @@
+//! After a short read of a TCP stream the next read waits for the next readiness edge instead of
+//! issuing a `readv` that says EAGAIN. These are the cases where a short read leaves something
+//! behind whose edge was already spent — urgent data (the read stops at its mark), end of stream
+//! and data in one edge — and where waiting for a new edge would stall forever. A read deadline
+//! turns a stall into a failure.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use common::LIMIT;
+use netpoll::net::{self, TcpConn};
+use netpoll::poll::PollManager;
+
+/// (netpoll's accepted side, a std client) on loopback.
+fn pair() -> (TcpConn, std::net::TcpStream) {
+    let listener = net::listen_tcp("tcp", "127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().to_string()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    server
+        .set_read_deadline(Some(Instant::now() + LIMIT))
+        .unwrap();
+    (server, client)
+}
+
+/// Reads `want` bytes, or to end of stream, (or fails at the deadline) 64 bytes at a time, so
+/// every read that finds fewer bytes is short.
+fn read_up_to(mut conn: TcpConn, want: usize) -> std::io::Result<Vec<u8>> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 64];
+    while all.len() < want {
+        match conn.read(&mut buf)? {
+            0 => break,
+            n => all.extend_from_slice(&buf[..n]),
+        }
+    }
+    Ok(all)
+}
+
+/// A coroutine waiting in `read` on a poller that is held (its thread blocked in a task) while
+/// the client sends `burst`: released, the poller collects everything in one event, the edge
+/// that wakes the reader, so no later edge announces what the first short read leaves behind.
+/// (A coroutine, so that "the reader is waiting" is known without a sleep: it runs on that
+/// poller and suspends before the poller runs anything else.)
+fn one_edge_burst(
+    burst: impl FnOnce(&mut socket2::Socket),
+    want: usize,
+) -> std::io::Result<Vec<u8>> {
+    let manager = Arc::new(PollManager::new(1).unwrap());
+    let poller = manager.pick();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = net::Dialer::new()
+        .poll_manager(manager.clone())
+        .dial_tcp("tcp", listener.local_addr().unwrap())
+        .unwrap();
+    server
+        .set_read_deadline(Some(Instant::now() + Duration::from_secs(2)))
+        .unwrap();
+    let (client, _) = listener.accept().unwrap();
+    let mut client = socket2::Socket::from(client);
+    // The reader's first read finds nothing and waits.
+    let (waiting_tx, waiting_rx) = mpsc::channel();
+    let read = move || {
+        let _ = waiting_tx.send(());
+        read_up_to(server, want)
+    };
+    let reading = netpoll::go_on(&poller, read);
+    waiting_rx.recv_timeout(LIMIT).unwrap();
+    // The coroutine went from that send to its wait without yielding: suspended now.
+    let release = common::hold(&poller);
+    burst(&mut client);
+    drop(release);
+    let got = reading.join().unwrap();
+    drop(client);
+    got
+}
+
+fn urgent_burst(client: &mut socket2::Socket) {
+    client.write_all(b"abc").unwrap();
+    client.send_out_of_band(b"!").unwrap();
+    client.write_all(b"def").unwrap();
+}
+
+#[test]
+fn urgent_data_in_the_waking_edge_does_not_stall_the_next_read() {
+    // Without SO_OOBINLINE the urgent byte is not part of the stream; the read stops at its
+    // mark with "def" still queued.
+    let got = one_edge_burst(urgent_burst, 6).expect("the read after the mark stalled");
+    assert_eq!(got, b"abcdef");
+}
+
+fn data_then_end(client: &mut socket2::Socket) {
+    client.write_all(b"last words").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+}
+
+#[test]
+fn end_of_stream_in_the_waking_edge_is_seen_after_a_short_read() {
+    let got = one_edge_burst(data_then_end, usize::MAX).expect("the end was missed");
+    assert_eq!(got, b"last words");
+}
+
+/// Request/response: each request is one short read, then the reader waits for the next edge;
+/// every byte of 2,000 round trips arrives.
+fn ping_pong(read_side_in_coroutine: bool) {
+    let (server, mut client) = pair();
+    let serve = move || -> std::io::Result<u64> {
+        let mut server = server;
+        let mut buf = vec![0u8; 4096];
+        let mut served = 0;
+        loop {
+            match server.read(&mut buf)? {
+                0 => return Ok(served),
+                n => {
+                    server.write_all(&buf[..n])?;
+                    served += 1;
+                }
+            }
+        }
+    };
+    let served = if read_side_in_coroutine {
+        let handle = netpoll::go(serve);
+        Box::new(move || handle.join().unwrap()) as Box<dyn FnOnce() -> _>
+    } else {
+        let handle = std::thread::spawn(serve);
+        Box::new(move || handle.join().unwrap())
+    };
+    client.set_read_timeout(Some(LIMIT)).unwrap();
+    for i in 0..2000u32 {
+        let message = format!("request {i}");
+        client.write_all(message.as_bytes()).unwrap();
+        let mut reply = vec![0u8; message.len()];
+        client.read_exact(&mut reply).unwrap();
+        assert_eq!(reply, message.as_bytes());
+    }
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(served().unwrap(), 2000);
+}
+
+#[test]
+fn request_response_on_a_thread() {
+    ping_pong(false);
+}
+
+#[test]
+fn request_response_in_a_coroutine() {
+    ping_pong(true);
+}
