@@ -445,6 +445,12 @@ pub fn current_poller() -> Option<Arc<Poller>> {
     sched::current_poller()
 }
 
+/// The number of spare stacks pooled on the calling poller thread (0 elsewhere): a finished
+/// coroutine's stack of the default size waits there for the next spawn.
+pub fn pooled_stacks() -> usize {
+    sched::pooled_stacks()
+}
+
 /// The number of live coroutines on the calling poller thread (0 elsewhere).
 pub fn live_coroutines() -> usize {
     sched::live()

@@ -108,6 +108,8 @@ thread_local! {
     static CURRENT: Cell<Option<CoHandle>> = const { Cell::new(None) };
     static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
     static YIELDER: Cell<*const Yielder<(), ()>> = const { Cell::new(std::ptr::null()) };
+    /// (default size, span of a stack made with it), recorded when one is made.
+    static DEFAULT_SPAN: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
 /// True while the calling thread is a poller thread whose loop has exited and that is shutting
@@ -215,6 +217,11 @@ pub(crate) fn spawn_here(
         None => DefaultStack::new(size)?,
     };
     let bounds = (stack.limit().get(), stack.base().get());
+    if size == default {
+        // What a default stack spans (corosensei rounds up and counts its guard page): the
+        // stacks that may go back to the pool are exactly these.
+        DEFAULT_SPAN.with(|span| span.set((default, bounds.1 - bounds.0)));
+    }
     let co = Coroutine::with_stack(stack, move |yielder: &Yielder<(), ()>, ()| {
         run_body(yielder, body)
     });
@@ -263,6 +270,11 @@ fn new_scheduler(poller: &Arc<Poller>) -> Scheduler {
         stacks: Vec::new(),
         live: 0,
     }
+}
+
+/// Spare stacks pooled on the calling poller thread.
+pub(crate) fn pooled_stacks() -> usize {
+    SCHED.with(|s| s.borrow().as_ref().map_or(0, |s| s.stacks.len()))
 }
 
 /// Live coroutines of the calling poller thread.
@@ -315,9 +327,10 @@ fn resume_packed(arg: u64) {
                 s.free.push(index);
                 s.live -= 1;
                 let stack = co.into_stack();
-                let default = super::stack_size();
-                let size = stack.base().get() - stack.limit().get();
-                if s.stacks.len() < MAX_POOLED_STACKS && size >= default && size < default + 4096 {
+                let span = stack.base().get() - stack.limit().get();
+                // Only a stack of today's default size is reused (the default may change).
+                let reusable = DEFAULT_SPAN.with(Cell::get) == (super::stack_size(), span);
+                if s.stacks.len() < MAX_POOLED_STACKS && reusable {
                     s.stacks.push(stack);
                 }
             }
