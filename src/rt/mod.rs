@@ -6,7 +6,7 @@
 //! | `mod.rs` | [`go`], [`go_on`], [`Builder`], [`JoinHandle`], [`yield_now`], [`sleep`], [`blocking`], stack size |
 //! | `sched.rs` | the per-poller scheduler: the slab of coroutines, the stack pool, the current coroutine, `CoHandle` |
 //! | `pool.rs` | [`HandlerPool`]: the thread pool [`blocking`] (and the reactor face's pool handlers) run on |
-//! | `wait.rs` | a condition-variable analogue and a lock whose waiters may be threads or coroutines |
+//! | `wait.rs` | `WaitSet`: a condition-variable analogue and data-less locks whose waiters may be threads or coroutines, one set per owner |
 //! | `lock.rs` | `QueueLock`: a lock whose waiters (threads and coroutines) queue FIFO and sleep until handed the lock (`NetFd`'s direction locks) |
 //!
 //! A coroutine is created on its poller's thread from a `Send` closure and never leaves it

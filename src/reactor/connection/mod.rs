@@ -33,7 +33,7 @@ pub use writer::ConnWriter;
 use crate::buffer::LinkBuffer;
 use crate::poll::{EventHandler, PollEvent, Poller, Registration};
 use crate::reactor::runner::HandlerPool;
-use crate::rt::wait::{Gate, WaitList};
+use crate::rt::wait::{Queue, WaitSet};
 use crate::transport::addr::Addr;
 use state::*;
 
@@ -158,13 +158,12 @@ pub(crate) struct ConnInner {
     /// Bytes an inline handler asked for and did not get (it returned `WouldBlock`); raises the
     /// input cap like `wait_size`, but nobody waits, so arrivals schedule the handler.
     inline_want: AtomicUsize,
-    /// Readers waiting for input and flushers waiting for room (threads or coroutines).
-    waiters: Mutex<Waiters>,
-    /// Serialise `reader()` and `writer()` guards; held across waits, so they must suspend a
-    /// waiting coroutine rather than block its poller (the buffer's own side locks are then
-    /// never contended).
-    reader_gate: Gate,
-    writer_gate: Gate,
+    /// Readers waiting for input, flushers waiting for room (threads or coroutines), and the
+    /// gates that serialise `reader()` and `writer()` guards: held across waits, so they must
+    /// suspend a waiting coroutine rather than block its poller (the buffer's own side locks
+    /// are then never contended). Queues: [`READ_WAIT`], [`WRITE_WAIT_Q`], [`READER_GATE`],
+    /// [`WRITER_GATE`].
+    pub(crate) waiters: Mutex<WaitSet>,
 
     input_cap: usize,
     output_cap: usize,
@@ -180,11 +179,14 @@ pub(crate) struct ConnInner {
     close_reason: OnceLock<ErrorKind>,
 }
 
-#[derive(Default)]
-pub(crate) struct Waiters {
-    pub(crate) read: WaitList,
-    pub(crate) write: WaitList,
-}
+/// Readers waiting for `wait_size` bytes.
+pub(crate) const READ_WAIT: Queue = 0;
+/// Flushes waiting for the output to drain.
+pub(crate) const WRITE_WAIT_Q: Queue = 1;
+/// The gate of `reader()` guards.
+pub(crate) const READER_GATE: Queue = 2;
+/// The gate of `writer()` guards.
+pub(crate) const WRITER_GATE: Queue = 3;
 
 #[derive(Default)]
 struct Callbacks {
@@ -257,9 +259,7 @@ impl Connection {
                 consumed: AtomicU64::new(0),
                 wait_size: AtomicUsize::new(0),
                 inline_want: AtomicUsize::new(0),
-                waiters: Mutex::new(Waiters::default()),
-                reader_gate: Gate::new(),
-                writer_gate: Gate::new(),
+                waiters: Mutex::new(WaitSet::default()),
                 input_cap: options.input_cap,
                 output_cap: options.output_cap,
                 read_timeout_ms: AtomicU64::new(to_ms(options.read_timeout)),
@@ -710,20 +710,20 @@ impl ConnInner {
 
     /// Wakes every reader waiting for input.
     pub(crate) fn wake_readers(&self) {
-        let wakes = lock(&self.waiters).read.take_all();
+        let wakes = lock(&self.waiters).take_all(READ_WAIT);
         wakes.wake();
     }
 
     /// Wakes every flush waiting for room.
     pub(crate) fn wake_writers(&self) {
-        let wakes = lock(&self.waiters).write.take_all();
+        let wakes = lock(&self.waiters).take_all(WRITE_WAIT_Q);
         wakes.wake();
     }
 
     fn wake_all(&self) {
         let (readers, writers) = {
             let mut waiters = lock(&self.waiters);
-            (waiters.read.take_all(), waiters.write.take_all())
+            (waiters.take_all(READ_WAIT), waiters.take_all(WRITE_WAIT_Q))
         };
         readers.wake();
         writers.wake();
@@ -833,16 +833,16 @@ fn now_ms() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-/// Waits on the list `list` picks out of the connection's waiters until woken or until
-/// `deadline` (`None`: no deadline); a coroutine suspends, a thread parks. Returns the guard
-/// again, or `None` once the deadline has passed; callers re-check their condition either way.
+/// Waits on `queue` of the connection's waiters until woken or until `deadline` (`None`: no
+/// deadline); a coroutine suspends, a thread parks. Returns the guard again, or `None` once
+/// the deadline has passed; callers re-check their condition either way.
 pub(crate) fn wait_until<'a>(
-    waiters: &'a Mutex<Waiters>,
-    guard: MutexGuard<'a, Waiters>,
-    list: fn(&mut Waiters) -> &mut WaitList,
+    waiters: &'a Mutex<WaitSet>,
+    guard: MutexGuard<'a, WaitSet>,
+    queue: Queue,
     deadline: Option<Instant>,
-) -> Option<MutexGuard<'a, Waiters>> {
-    crate::rt::wait::wait_until(waiters, guard, list, deadline)
+) -> Option<MutexGuard<'a, WaitSet>> {
+    crate::rt::wait::wait_until(waiters, guard, queue, deadline)
 }
 
 pub(crate) fn closed_error() -> Error {

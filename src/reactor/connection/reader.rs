@@ -9,9 +9,9 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::state::*;
-use super::{eof_error, lock, wait_until, ConnInner};
+use super::{eof_error, lock, wait_until, ConnInner, READER_GATE, READ_WAIT};
 use crate::buffer::{LinkBuffer, Reader};
-use crate::rt::wait::GateGuard;
+use crate::rt::wait::{lock_gate, GateGuard};
 
 /// Reads a connection's input. Every call that needs n bytes waits until they arrived, the
 /// read timeout passed (`TimedOut`), or the connection closed (`UnexpectedEof` once the peer
@@ -65,7 +65,7 @@ impl std::fmt::Debug for ConnReader<'_> {
 
 impl<'a> ConnReader<'a> {
     pub(crate) fn new(inner: &'a Arc<ConnInner>) -> ConnReader<'a> {
-        let serial = inner.reader_gate.lock();
+        let serial = lock_gate(&inner.waiters, READER_GATE);
         ConnReader {
             inner,
             reader: inner.input.reader(),
@@ -216,7 +216,7 @@ impl<'a> ConnReader<'a> {
             if state & (PEER_CLOSED | CLOSED) != 0 {
                 break Err(eof_error());
             }
-            guard = match wait_until(&inner.waiters, guard, |w| &mut w.read, deadline) {
+            guard = match wait_until(&inner.waiters, guard, READ_WAIT, deadline) {
                 Some(guard) => guard,
                 None => break Err(io::Error::new(ErrorKind::TimedOut, "read timeout")),
             };

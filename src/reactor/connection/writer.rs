@@ -8,9 +8,9 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::state::*;
-use super::{lock, wait_until, ConnInner};
+use super::{lock, wait_until, ConnInner, WRITER_GATE, WRITE_WAIT_Q};
 use crate::buffer::{LinkBuffer, Writer};
-use crate::rt::wait::GateGuard;
+use crate::rt::wait::{lock_gate, GateGuard};
 
 /// Writes a connection's output. Data becomes visible to the sender only at
 /// [`flush`](ConnWriter::flush), all at once. Past the output cap a write first waits (up to
@@ -56,7 +56,7 @@ impl std::fmt::Debug for ConnWriter<'_> {
 
 impl<'a> ConnWriter<'a> {
     pub(crate) fn new(inner: &'a Arc<ConnInner>) -> ConnWriter<'a> {
-        let serial = inner.writer_gate.lock();
+        let serial = lock_gate(&inner.waiters, WRITER_GATE);
         ConnWriter {
             inner,
             writer: inner.output.writer(),
@@ -197,7 +197,7 @@ impl ConnInner {
             if state & WRITE_WAIT == 0 {
                 return Ok(());
             }
-            guard = match wait_until(&self.waiters, guard, |w| &mut w.write, deadline) {
+            guard = match wait_until(&self.waiters, guard, WRITE_WAIT_Q, deadline) {
                 Some(guard) => guard,
                 None => return Err(io::Error::new(ErrorKind::TimedOut, "write timeout")),
             };
