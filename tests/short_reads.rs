@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{IoSliceMut, Read, Write};
 use std::net::Shutdown;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -148,4 +148,61 @@ fn request_response_on_a_thread() {
 #[test]
 fn request_response_in_a_coroutine() {
     ping_pong(true);
+}
+
+/// Like [`one_edge_burst`], with a reader of the test's own: a coroutine whose first read waits on a held poller while the client
+/// sends `burst`, so everything arrives in the one edge that wakes it; then `reader` goes on.
+fn one_edge_burst_with<T: Send + 'static>(
+    burst: impl FnOnce(&mut socket2::Socket),
+    reader: impl FnOnce(TcpConn) -> T + Send + 'static,
+) -> T {
+    let manager = Arc::new(PollManager::new(1).unwrap());
+    let poller = manager.pick();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = net::Dialer::new()
+        .poll_manager(manager.clone())
+        .dial_tcp("tcp", listener.local_addr().unwrap())
+        .unwrap();
+    server
+        .set_read_deadline(Some(Instant::now() + Duration::from_secs(2)))
+        .unwrap();
+    let (client, _) = listener.accept().unwrap();
+    let mut client = socket2::Socket::from(client);
+    let (waiting_tx, waiting_rx) = mpsc::channel();
+    let reading = netpoll::go_on(&poller, move || {
+        let _ = waiting_tx.send(());
+        reader(server)
+    });
+    waiting_rx.recv_timeout(LIMIT).unwrap();
+    let release = common::hold(&poller);
+    burst(&mut client);
+    drop(release);
+    let got = reading.join().unwrap();
+    drop(client);
+    got
+}
+
+/// More buffers than one `readv` takes (`MAX_IOVECS` = 1024): the read fills the first 1024 and
+/// returns 1024 < the total asked for, which the shortcut takes for "the queue is empty"; the
+/// next read waits for an edge that never comes while 1024 bytes are queued.
+#[test]
+fn a_read_cut_at_the_iovec_limit_is_not_a_short_read() {
+    let got = one_edge_burst_with(
+        |client| client.write_all(&[7u8; 2048]).unwrap(),
+        |mut server| -> std::io::Result<(usize, usize)> {
+            let mut bytes = vec![0u8; 1100];
+            let first = {
+                let mut bufs: Vec<IoSliceMut<'_>> =
+                    bytes.chunks_mut(1).map(IoSliceMut::new).collect();
+                // The first read waits (nothing queued yet), then takes 1024 of the 2048 bytes.
+                server.read_vectored(&mut bufs)?
+            };
+            let mut rest = [0u8; 4096];
+            let second = server.read(&mut rest)?;
+            Ok((first, second))
+        },
+    );
+    let (first, second) = got.expect("the read after a read cut at 1024 iovecs stalled");
+    assert_eq!(first, 1024);
+    assert_eq!(second, 1024);
 }

@@ -208,16 +208,29 @@ pub(crate) fn spawn_here(
     let default = super::stack_size();
     let size = stack_size.unwrap_or(default);
     let pooled = if size == default {
-        SCHED.with(|s| s.borrow_mut().as_mut().and_then(|s| s.stacks.pop()))
+        SCHED.with(|s| {
+            let mut s = s.borrow_mut();
+            let s = s.as_mut()?;
+            let stack = s.stacks.pop()?;
+            let span = stack.base().get() - stack.limit().get();
+            if DEFAULT_SPAN.with(Cell::get) == (default, span) {
+                Some(stack)
+            } else {
+                // Pooled under an older default: none of them fits now.
+                s.stacks.clear();
+                None
+            }
+        })
     } else {
         None
     };
+    let fresh = pooled.is_none();
     let stack = match pooled {
         Some(stack) => stack,
         None => DefaultStack::new(size)?,
     };
     let bounds = (stack.limit().get(), stack.base().get());
-    if size == default {
+    if size == default && fresh {
         // What a default stack spans (corosensei rounds up and counts its guard page): the
         // stacks that may go back to the pool are exactly these.
         DEFAULT_SPAN.with(|span| span.set((default, bounds.1 - bounds.0)));

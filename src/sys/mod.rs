@@ -56,6 +56,11 @@ impl Ready {
         self.0 & other.0 != 0
     }
 
+    /// `self` without the readiness in `other`.
+    pub fn without(self, other: Ready) -> Ready {
+        Ready(self.0 & !other.0)
+    }
+
     /// True when nothing is set.
     pub fn is_empty(self) -> bool {
         self.0 == 0
@@ -100,6 +105,7 @@ impl std::fmt::Debug for Ready {
             (Ready::HANGUP, "HANGUP"),
             (Ready::ERROR, "ERROR"),
             (Ready::READ_CLOSED, "READ_CLOSED"),
+            (Ready::PRIORITY, "PRIORITY"),
         ];
         let set: Vec<&str> = names
             .iter()

@@ -16,7 +16,7 @@
 //!
 //! When a call is refused the precedence is closed, then expired, then event error (as in Go).
 //!
-//! Events: `IN | RDHUP | HUP | ERR` wake the reader, `OUT | HUP | ERR` the writer.
+//! Events: `IN | PRI | RDHUP | HUP | ERR` wake the reader, `OUT | HUP | ERR` the writer.
 //!
 //! Deadlines (`Timing`): whether a deadline has passed is decided *and* published in the info
 //! word under the deadlines lock, so a decision can never mark a deadline set after it as
@@ -370,7 +370,7 @@ impl EventHandler for PollDesc {
     }
 
     fn on_ready(&self, ready: Ready) {
-        if ready == Ready::ERROR {
+        if ready.without(Ready::PRIORITY) == Ready::ERROR {
             self.timing.info.fetch_or(EVENT_ERR, Ordering::SeqCst);
         }
         let ends = Ready::READ_CLOSED | Ready::HANGUP | Ready::ERROR | Ready::PRIORITY;

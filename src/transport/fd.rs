@@ -20,8 +20,8 @@
 //!   bytes went out (the call returned that count) is kept and returned by the next write, so
 //!   the caller sees the cause (`ECONNRESET`), not its aftermath (`EPIPE`). Timeouts and close
 //!   are not kept: the info word already makes them persist.
-//! - A read issues `readv` until `EAGAIN` before it waits, also after a short read (see
-//!   `read_vectored`).
+//! - A read issues `readv` until `EAGAIN` before it waits, except right after a short read of a
+//!   TCP stream, when it waits for the next readiness edge first (see `read_vectored`).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, RawFd};
@@ -29,13 +29,13 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::desc::{Mode, PollDesc};
 use super::error;
 use crate::poll::Poller;
 use crate::rt::lock::{QueueGuard, QueueLock};
-use crate::sys::socket::{accept4, readv, sendmsg};
+use crate::sys::socket::{accept4, readv, sendmsg, MAX_IOVECS};
 
 pub(crate) struct NetFd {
     socket: RwLock<Option<Socket>>,
@@ -55,10 +55,12 @@ impl NetFd {
     /// Takes a non-blocking socket and registers it on `poller`.
     pub(crate) fn new(socket: Socket, poller: Arc<Poller>) -> io::Result<NetFd> {
         let raw = socket.as_raw_fd();
+        // TCP proper: other stream protocols (MPTCP, SCTP) may stop reads short differently.
         let tcp = socket.r#type().is_ok_and(|t| t == Type::STREAM)
             && socket
                 .domain()
-                .is_ok_and(|d| d == Domain::IPV4 || d == Domain::IPV6);
+                .is_ok_and(|d| d == Domain::IPV4 || d == Domain::IPV6)
+            && socket.protocol().is_ok_and(|p| p == Some(Protocol::TCP));
         let desc = PollDesc::register(raw, poller)?;
         Ok(NetFd {
             raw,
@@ -94,10 +96,14 @@ impl NetFd {
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
-        let wanted: usize = bufs.iter().map(|b| b.len()).sum();
-        if wanted == 0 {
+        // Leading empty buffers would use up `readv`'s buffer limit and read nothing.
+        let Some(first) = bufs.iter().position(|b| !b.is_empty()) else {
             return Ok(0);
-        }
+        };
+        let bufs = &mut bufs[first..];
+        // What one `readv` can fill: it takes at most MAX_IOVECS buffers, so a read that fills
+        // those is not short, however many more buffers follow.
+        let wanted: usize = bufs.iter().take(MAX_IOVECS).map(|b| b.len()).sum();
         // After a short read of a TCP stream, wait for the next readiness edge instead of
         // issuing a `readv` that would only say EAGAIN (one read per request instead of two).
         // A short read took everything the socket held: TCP copies its whole receive queue and
@@ -107,6 +113,9 @@ impl NetFd {
         // `ERR` on its event, which marks the descriptor `EDGE_SPENT` for good, before the
         // reader is woken; then reads go until EAGAIN. Unix sockets never take the shortcut:
         // a read stops at a message carrying descriptors or credentials, with no event at all.
+        // (One case is not detected: with `SO_RCVLOWAT` above 1, set by the user through the
+        // socket, bytes queued below the mark raise no edge, so after a short read they wait
+        // for more instead of being returned — as a blocking socket would do.)
         if serial.with(std::mem::take) && !self.desc.edge_spent() {
             self.wait(sock, Mode::Read)?;
         }
@@ -203,7 +212,10 @@ impl NetFd {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
-        let _serial = try_lock(&self.read_lock, &self.desc, "read")?;
+        let serial = try_lock(&self.read_lock, &self.desc, "read")?;
+        // An async poll reads until EAGAIN and may use up a latched edge: a blocking read after
+        // it must not trust an older short read.
+        serial.with(|short| *short = false);
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
