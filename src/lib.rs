@@ -12,7 +12,7 @@
 //! | `sys`         | every syscall and FFI `unsafe`: epoll, eventfd, readv; sendmsg, accept4 via socket2 |
 //! | [`poll`]      | [`poll::Poller`] threads, timers, the [`poll::PollManager`] that balances fds |
 //! | [`buffer`]    | `LinkBuffer`: pooled blocks, nocopy `Reader`/`Writer` (knows nothing of sockets) |
-//! | [`rt`]        | goroutines: coroutines scheduled by each poller ([`go`], [`go_on`], [`blocking`], [`sleep`], [`yield_now`]) and the [`HandlerPool`] |
+//! | [`rt`]        | the scheduler of each poller: goroutines ([`go`], [`go_on`], [`blocking`], [`sleep`], [`yield_now`]), async [`task`]s ([`spawn`], [`spawn_local`], [`block_on`]), [`time`], and the [`HandlerPool`] |
 //! | `transport`   | the shared core: [`Addr`], [`ToAddress`], the poll descriptor, the one dial and listen code |
 //! | [`reactor`]   | the reactor face: [`EventLoop`], [`Connection`], [`Dialer`], [`Listener`], [`HandlerPool`] |
 //! | [`net`]       | the Go-net face: [`net::TcpConn`], [`net::TcpListener`], [`net::Dialer`], deadlines |
@@ -36,7 +36,8 @@ pub use reactor::{
     connection, dial_connection, runner, ConnReader, ConnWriter, Connection, Dialer, EventLoop,
     EventLoopBuilder, HandlerPool, Listener,
 };
-pub use rt::{blocking, go, go_on, sleep, yield_now, JoinHandle};
+pub use rt::task::{block_on, spawn, spawn_local};
+pub use rt::{blocking, go, go_on, sleep, task, time, yield_now, JoinHandle};
 pub use transport::addr::{Addr, ToAddress};
 
 /// The README's examples, compiled and run as doc tests so they stay true.

@@ -40,6 +40,8 @@
 pub(crate) mod lock;
 pub(crate) mod pool;
 pub(crate) mod sched;
+pub mod task;
+pub mod time;
 pub(crate) mod wait;
 
 use std::any::Any;
@@ -73,9 +75,12 @@ pub fn stack_size() -> usize {
 }
 
 /// Who waits for something in this layer: a parked thread or a suspended coroutine.
+#[derive(Clone)]
 pub(crate) enum Parker {
     Thread(Thread),
     Coroutine(CoHandle),
+    /// An async task (a coroutine's `JoinHandle` polled as a future).
+    Task(std::task::Waker),
 }
 
 impl Parker {
@@ -91,6 +96,7 @@ impl Parker {
         match self {
             Parker::Thread(thread) => thread.unpark(),
             Parker::Coroutine(handle) => handle.wake(),
+            Parker::Task(waker) => waker.wake(),
         }
     }
 }
@@ -289,6 +295,24 @@ impl<T> JoinHandle<T> {
     }
 }
 
+/// A coroutine's handle awaited from async code (a task joining a coroutine): completes with
+/// what [`JoinHandle::join`] returns, without blocking the task's poller.
+impl<T> std::future::Future for JoinHandle<T> {
+    type Output = thread::Result<T>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<thread::Result<T>> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(result) = state.result.take() {
+            return std::task::Poll::Ready(result);
+        }
+        state.waiter = Some(Parker::Task(cx.waker().clone()));
+        std::task::Poll::Pending
+    }
+}
+
 impl<T> std::fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JoinHandle")
@@ -439,10 +463,10 @@ pub fn is_coroutine() -> bool {
     in_coroutine()
 }
 
-/// The poller the calling coroutine runs on (`None` outside a coroutine): spawn there with
-/// [`go_on`] to keep related coroutines, and their wakes, on one thread.
+/// The poller the calling coroutine or async task runs on (`None` elsewhere): spawn there with
+/// [`go_on`] (or [`task::spawn_on`]) to keep related work, and its wakes, on one thread.
 pub fn current_poller() -> Option<Arc<Poller>> {
-    sched::current_poller()
+    sched::current_poller().or_else(task::current_task_poller)
 }
 
 /// The number of spare stacks pooled on the calling poller thread (0 elsewhere): a finished
