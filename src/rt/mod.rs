@@ -104,6 +104,7 @@ impl Parker {
 /// Suspends the running coroutine, or parks the thread outside one, until a wake (or a
 /// spurious return: callers loop on their condition).
 pub(crate) fn park() {
+    task::assert_not_in_task("a blocking wait");
     if !sched::suspend() {
         thread::park();
     }
@@ -111,6 +112,7 @@ pub(crate) fn park() {
 
 /// [`park`] with a bound: a coroutine arms a timer on its poller that wakes it at `deadline`.
 pub(crate) fn park_until(deadline: Instant) {
+    task::assert_not_in_task("a blocking wait");
     match (current(), current_poller()) {
         (Some(me), Some(poller)) => {
             match poller.schedule(deadline, move || me.wake()) {

@@ -46,6 +46,23 @@ thread_local! {
     static POLLING: Cell<usize> = const { Cell::new(0) };
 }
 
+/// True while an async task is polled on this thread (outside any coroutine it may run).
+pub(crate) fn in_task() -> bool {
+    POLLING.with(Cell::get) != 0 && !super::sched::in_coroutine()
+}
+
+/// Panics inside an async task: a blocking wait there parks the task's poller thread, which is
+/// the thread that would deliver the wake-up (its timers, its fds' readiness, its other tasks).
+#[track_caller]
+pub(crate) fn assert_not_in_task(what: &str) {
+    if in_task() {
+        panic!(
+            "netpoll: {what} inside an async task would block its poller thread (and deadlock \
+             it); .await the async form instead, or move the blocking work to netpoll::blocking"
+        );
+    }
+}
+
 /// The poller of the task being polled on this thread, if any.
 pub(crate) fn current_task_poller() -> Option<Arc<Poller>> {
     if POLLING.with(Cell::get) == 0 {
@@ -129,7 +146,12 @@ fn teardown() {
     let futures: Vec<LocalFuture> = TASKS.with(|t| {
         let mut t = t.borrow_mut();
         t.as_mut()
-            .map(|t| t.entries.iter_mut().filter_map(|e| e.future.take()).collect())
+            .map(|t| {
+                t.entries
+                    .iter_mut()
+                    .filter_map(|e| e.future.take())
+                    .collect()
+            })
             .unwrap_or_default()
     });
     drop(futures);
@@ -153,7 +175,8 @@ fn poll_task(arg: u64) {
         return;
     };
     // Wakes from here on queue a new poll.
-    wake.queued.store(false, Ordering::Release);
+    // A swap (not a store): it reads the flag, so what a waker wrote before its wake is seen.
+    wake.queued.swap(false, Ordering::AcqRel);
     let previous = POLLING.with(|p| p.replace(current_poller_id().unwrap_or(0)));
     let mut cx = Context::from_waker(&waker);
     // The task wrapper catches the user's panics; this only keeps a panicking wrapper (it
@@ -234,6 +257,12 @@ impl From<JoinError> for io::Error {
     }
 }
 
+/// Drops a finished or cancelled future; a panic in its `Drop` is caught, so the handle still
+/// gets its result (the panic hook has reported it).
+fn drop_quietly<T>(value: Option<T>) {
+    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(value)));
+}
+
 /// Shared by a task and its [`JoinHandle`].
 struct Join<T> {
     state: Mutex<JoinState<T>>,
@@ -242,6 +271,8 @@ struct Join<T> {
 
 struct JoinState<T> {
     result: Option<Result<T, JoinError>>,
+    /// The result was handed out (a handle polled again after that is a bug of its caller).
+    taken: bool,
     /// A `JoinHandle` polled as a future.
     waker: Option<Waker>,
     /// A blocking `join()` (a thread or a coroutine).
@@ -287,7 +318,7 @@ impl<F: Future> Future for TaskFuture<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
         if this.join.aborted.load(Ordering::Acquire) {
-            this.future = None; // dropped here, on its poller
+            drop_quietly(this.future.take()); // dropped here, on its poller
             this.done = true;
             this.join.complete(Err(JoinError {
                 repr: JoinErrorRepr::Cancelled,
@@ -306,13 +337,13 @@ impl<F: Future> Future for TaskFuture<F> {
         match panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(value)) => {
-                this.future = None;
+                drop_quietly(this.future.take());
                 this.done = true;
                 this.join.complete(Ok(value));
                 Poll::Ready(())
             }
             Err(payload) => {
-                this.future = None;
+                drop_quietly(this.future.take());
                 this.done = true;
                 this.join.complete(Err(JoinError {
                     repr: JoinErrorRepr::Panic(payload),
@@ -327,8 +358,10 @@ impl<F: Future> Drop for TaskFuture<F> {
     /// Dropped unfinished (its poller closed, or it was never inserted): the handle returns.
     fn drop(&mut self) {
         if !self.done {
-            // The future first: what it holds goes before the handle hears of it.
-            self.future = None;
+            // The future first: what it holds goes before the handle hears of it. A panicking
+            // Drop must not keep the handle from hearing it (its join would block forever).
+            let future = self.future.take();
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(future)));
             self.join.complete(Err(JoinError {
                 repr: JoinErrorRepr::Cancelled,
             }));
@@ -370,7 +403,8 @@ impl<T> JoinHandle<T> {
 
     /// True once the task has finished (or been cancelled).
     pub fn is_finished(&self) -> bool {
-        self.join.lock().result.is_some()
+        let state = self.join.lock();
+        state.result.is_some() || state.taken
     }
 
     /// The id of the poller the task runs on.
@@ -385,9 +419,18 @@ impl<T> Future for JoinHandle<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.join.lock();
         if let Some(result) = state.result.take() {
+            state.taken = true;
             return Poll::Ready(result);
         }
-        if state.waker.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
+        assert!(
+            !state.taken,
+            "netpoll: a task::JoinHandle polled after it completed"
+        );
+        if state
+            .waker
+            .as_ref()
+            .is_none_or(|w| !w.will_wake(cx.waker()))
+        {
             state.waker = Some(cx.waker().clone());
         }
         Poll::Pending
@@ -407,6 +450,7 @@ fn new_join<T>() -> Arc<Join<T>> {
     Arc::new(Join {
         state: Mutex::new(JoinState {
             result: None,
+            taken: false,
             waker: None,
             parker: None,
             task: None,
@@ -503,6 +547,7 @@ impl Wake for ParkerWake {
 /// poller goes on. Its I/O and timers are netpoll's, on the pollers, so nothing else needs to
 /// run. Do not call it from a task (it would block that task's poller).
 pub fn block_on<F: Future>(future: F) -> F::Output {
+    assert_not_in_task("block_on");
     let mut future = std::pin::pin!(future);
     let waker = Waker::from(Arc::new(ParkerWake(Parker::current())));
     let mut cx = Context::from_waker(&waker);

@@ -118,7 +118,11 @@ impl Slot {
         }
         let (me, coroutine) = match current_co() {
             Some(handle) => (Waiter::Coroutine(handle), true),
-            None => (Waiter::Thread(current()), false),
+            None => {
+                #[cfg(not(loom))]
+                crate::rt::task::assert_not_in_task("a blocking Go-net call");
+                (Waiter::Thread(current()), false)
+            }
         };
         let previous = lock(&self.waiter).replace(me);
         match self.publish_wait(&interrupted, previous) {
