@@ -9,7 +9,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,8 @@ use crate::poll::{PollManager, Poller, TimerKey};
 /// Completes at its deadline. Made by [`sleep`] and [`sleep_until`].
 pub struct Sleep {
     deadline: Instant,
-    armed: Option<(Arc<Poller>, TimerKey)>,
+    /// Weak: a pending sleep must not keep its poller from closing.
+    armed: Option<(Weak<Poller>, TimerKey)>,
     shared: Arc<Mutex<SleepState>>,
 }
 
@@ -62,7 +63,9 @@ impl Sleep {
 
     fn disarm(&mut self) {
         if let Some((poller, key)) = self.armed.take() {
-            poller.cancel(key);
+            if let Some(poller) = poller.upgrade() {
+                poller.cancel(key);
+            }
         }
     }
 
@@ -82,7 +85,7 @@ impl Sleep {
                 waker.wake();
             }
         })?;
-        self.armed = Some((poller, key));
+        self.armed = Some((Arc::downgrade(&poller), key));
         Ok(())
     }
 }
