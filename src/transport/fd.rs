@@ -212,6 +212,19 @@ impl NetFd {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
+        let empty = bufs.iter().all(|b| b.is_empty());
+        self.poll_read_with(cx, empty, |sock| readv(sock, bufs))
+    }
+
+    /// The async read with the syscall given: `read` is one non-blocking read of the socket
+    /// (`readv` into slices, or `read(2)` into hyper's uninitialised buffer); `empty` says the
+    /// destination has no room, which returns 0 at once (after the closed and deadline checks).
+    pub(crate) fn poll_read_with(
+        &self,
+        cx: &mut Context<'_>,
+        empty: bool,
+        mut read: impl FnMut(&Socket) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
         let serial = try_lock(&self.read_lock, &self.desc, "read")?;
         // An async poll reads until EAGAIN and may use up a latched edge: a blocking read after
         // it must not trust an older short read.
@@ -219,11 +232,11 @@ impl NetFd {
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
-        if bufs.iter().all(|b| b.is_empty()) {
+        if empty {
             return Poll::Ready(Ok(0));
         }
         loop {
-            match readv(sock, bufs) {
+            match read(sock) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     std::task::ready!(self.desc.poll_wait(Mode::Read, cx))
                         .map_err(|e| socket_error(sock, e))?
