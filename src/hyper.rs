@@ -72,10 +72,10 @@ macro_rules! hyper_io {
                 mut buf: ReadBufCursor<'_>,
             ) -> Poll<io::Result<()>> {
                 let conn: &$conn = &self;
-                let empty = buf.remaining() == 0;
+                let wanted = buf.remaining();
                 match conn
                     .fd
-                    .poll_read_with(cx, empty, |sock| read_cursor(sock, &mut buf))
+                    .poll_read_with(cx, wanted, |sock| read_cursor(sock, &mut buf))
                 {
                     Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
                     Poll::Ready(Err(e)) => Poll::Ready(Err(conn.op_error("read", e))),
