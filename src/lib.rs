@@ -16,6 +16,7 @@
 //! | `transport`   | the shared core: [`Addr`], [`ToAddress`], the poll descriptor, the one dial and listen code |
 //! | [`reactor`]   | the reactor face: [`EventLoop`], [`Connection`], [`Dialer`], [`Listener`], [`HandlerPool`] |
 //! | [`net`]       | the Go-net face: [`net::TcpConn`], [`net::TcpListener`], [`net::Dialer`], deadlines |
+//! | `hyper`       | feature `hyper`: hyper 1.x's `rt::{Read, Write}` for the Go-net face's connections, its `Executor` and `Timer` on tasks and poller timers |
 //!
 //! See `docs/ARCHITECTURE.md` for the map.
 #![deny(missing_docs)]
@@ -24,6 +25,9 @@
 #![cfg(target_os = "linux")]
 
 pub mod buffer;
+#[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+pub mod hyper;
 mod loom;
 pub mod net;
 pub mod poll;

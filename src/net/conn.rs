@@ -350,7 +350,7 @@ macro_rules! stream_connection {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct TcpConn {
-    pub(super) fd: NetFd,
+    pub(crate) fd: NetFd,
     pub(super) local: SocketAddr,
     pub(super) peer: SocketAddr,
 }
@@ -383,7 +383,7 @@ impl TcpConn {
     /// `e` as `OP tcp LOCAL->PEER: ...`.
     #[cold]
     #[inline(never)]
-    fn op_error(&self, op: &'static str, e: io::Error) -> io::Error {
+    pub(crate) fn op_error(&self, op: &'static str, e: io::Error) -> io::Error {
         error::with_op(
             op,
             "tcp",
@@ -461,7 +461,7 @@ impl std::fmt::Debug for TcpConn {
 /// would make unsound), `IntoRawFd`, and `TryFrom<OwnedFd>` (in place of `FromRawFd`, which
 /// cannot report a failed registration); std and socket2 sockets convert with `TryFrom`.
 pub struct UnixConn {
-    pub(super) fd: NetFd,
+    pub(crate) fd: NetFd,
     pub(super) local: Addr,
     pub(super) peer: Addr,
 }
@@ -497,7 +497,7 @@ impl UnixConn {
     /// `e` as `OP unix LOCAL->PEER: ...`, an unnamed end left out.
     #[cold]
     #[inline(never)]
-    fn op_error(&self, op: &'static str, e: io::Error) -> io::Error {
+    pub(crate) fn op_error(&self, op: &'static str, e: io::Error) -> io::Error {
         let shown = |a: &Addr| match a {
             Addr::Unix(None) => None,
             named => Some(named.to_string()),

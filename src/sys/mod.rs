@@ -7,6 +7,7 @@
 //! - [`Events`]: a growable array of kernel events, each readable as a token and a [`Ready`] set;
 //! - [`EventFd`]: a non-blocking counter that wakes a blocked `select`;
 //! - the socket calls in [`socket`]: `readv`, `sendmsg` with `MSG_NOSIGNAL`, `accept4`;
+//! - `hyper_io.rs` (feature `hyper`): `read(2)` straight into hyper's uninitialised read buffer;
 //! - `interop.rs`: `FromRawFd` for the reactor face's `Listener` (an `unsafe fn`, so it lives here).
 //!
 //! Only Linux epoll exists today; a kqueue backend would add `kqueue.rs` with the same items and a
@@ -14,6 +15,8 @@
 
 mod epoll;
 mod eventfd;
+#[cfg(feature = "hyper")]
+pub(crate) mod hyper_io;
 mod interop;
 pub(crate) mod socket;
 

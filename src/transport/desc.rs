@@ -279,6 +279,12 @@ impl PollDesc {
         self.check(mode)
     }
 
+    /// Consumes readiness latched in `mode`'s slot (nobody waiting), for a caller about to issue
+    /// the syscall anyway: a read that follows covers what that readiness announced.
+    pub(crate) fn take_ready(&self, mode: Mode) -> bool {
+        self.slot(mode).take_ready()
+    }
+
     /// The async [`PollDesc::wait`]: `Ready(Ok)` means retry the syscall.
     pub(crate) fn poll_wait(&self, mode: Mode, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.check(mode)?;

@@ -20,8 +20,9 @@
 //!   bytes went out (the call returned that count) is kept and returned by the next write, so
 //!   the caller sees the cause (`ECONNRESET`), not its aftermath (`EPIPE`). Timeouts and close
 //!   are not kept: the info word already makes them persist.
-//! - A read issues `readv` until `EAGAIN` before it waits, except right after a short read of a
-//!   TCP stream, when it waits for the next readiness edge first (see `read_vectored`).
+//! - A read (blocking or async) issues `readv` until `EAGAIN` before it waits, except right after
+//!   a short read of a TCP stream, when it waits for the next readiness edge first (see
+//!   `read_vectored` and `poll_read_with`).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, RawFd};
@@ -212,23 +213,68 @@ impl NetFd {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
+        // As in `read_vectored`: leading empty buffers would use up readv's limit.
+        let first = bufs
+            .iter()
+            .position(|b| !b.is_empty())
+            .unwrap_or(bufs.len());
+        let bufs = &mut bufs[first..];
+        let wanted: usize = bufs.iter().take(MAX_IOVECS).map(|b| b.len()).sum();
+        self.poll_read_with(cx, wanted, |sock| readv(sock, bufs))
+    }
+
+    /// The async read with the syscall given: `read` is one non-blocking read of the socket of
+    /// at most `wanted` bytes (`readv` into slices, or `read(2)` into hyper's uninitialised
+    /// buffer); `wanted == 0` returns 0 at once (after the closed and deadline checks).
+    ///
+    /// After a short read of a TCP stream it waits for the next readiness edge before reading
+    /// again, as `read_vectored` does (and tokio, which clears its readiness on a short read):
+    /// the read that would only say `EAGAIN` is skipped, one `read` per request instead of two.
+    /// The short-read flag stays set while the poll is pending, so a poll without a wake (the
+    /// task woken for something else) makes no syscall either.
+    pub(crate) fn poll_read_with(
+        &self,
+        cx: &mut Context<'_>,
+        wanted: usize,
+        mut read: impl FnMut(&Socket) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
         let serial = try_lock(&self.read_lock, &self.desc, "read")?;
-        // An async poll reads until EAGAIN and may use up a latched edge: a blocking read after
-        // it must not trust an older short read.
-        serial.with(|short| *short = false);
         let guard = self.guard()?;
         let sock = socket(&guard);
         self.desc.check(Mode::Read)?;
-        if bufs.iter().all(|b| b.is_empty()) {
+        if wanted == 0 {
             return Poll::Ready(Ok(0));
         }
+        if serial.with(|short| *short) && !self.desc.edge_spent() {
+            match self.desc.poll_wait(Mode::Read, cx) {
+                // The flag stays: nothing new to read until the edge wakes us.
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(woken) => {
+                    // Woken, closed or expired: either way the next read goes to the socket.
+                    serial.with(|short| *short = false);
+                    woken.map_err(|e| socket_error(sock, e))?;
+                }
+            }
+        }
+        serial.with(|short| *short = false);
+        // The wake that brought us here left its readiness latched (a woken task re-polls
+        // rather than consuming it in a wait, as a blocking waiter does). The read below covers
+        // it; left latched, it would let the wait after a short read return at once, for a read
+        // that only says EAGAIN.
+        self.desc.take_ready(Mode::Read);
         loop {
-            match readv(sock, bufs) {
+            match read(sock) {
+                Ok(n) => {
+                    if self.tcp && n > 0 && n < wanted {
+                        serial.with(|short| *short = true);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     std::task::ready!(self.desc.poll_wait(Mode::Read, cx))
                         .map_err(|e| socket_error(sock, e))?
                 }
-                result => return Poll::Ready(result),
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }

@@ -171,7 +171,7 @@ impl Slot {
     }
 
     /// Consumes latched readiness, if any.
-    fn take_ready(&self) -> bool {
+    pub(crate) fn take_ready(&self) -> bool {
         self.state
             .compare_exchange(READY, EMPTY, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
