@@ -26,7 +26,8 @@ fn join_within<T: Send + 'static>(handle: task::JoinHandle<T>) -> Result<T, task
     std::thread::spawn(move || {
         let _ = tx.send(handle.join());
     });
-    rx.recv_timeout(LIMIT).expect("the task did not finish in time")
+    rx.recv_timeout(LIMIT)
+        .expect("the task did not finish in time")
 }
 
 #[test]

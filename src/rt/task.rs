@@ -129,7 +129,12 @@ fn teardown() {
     let futures: Vec<LocalFuture> = TASKS.with(|t| {
         let mut t = t.borrow_mut();
         t.as_mut()
-            .map(|t| t.entries.iter_mut().filter_map(|e| e.future.take()).collect())
+            .map(|t| {
+                t.entries
+                    .iter_mut()
+                    .filter_map(|e| e.future.take())
+                    .collect()
+            })
             .unwrap_or_default()
     });
     drop(futures);
@@ -387,7 +392,11 @@ impl<T> Future for JoinHandle<T> {
         if let Some(result) = state.result.take() {
             return Poll::Ready(result);
         }
-        if state.waker.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
+        if state
+            .waker
+            .as_ref()
+            .is_none_or(|w| !w.will_wake(cx.waker()))
+        {
             state.waker = Some(cx.waker().clone());
         }
         Poll::Pending

@@ -105,15 +105,16 @@ impl Future for Sleep {
                 }
                 self.shared = Arc::default();
                 self.armed = None;
-            } else if state.waker.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
+            } else if state
+                .waker
+                .as_ref()
+                .is_none_or(|w| !w.will_wake(cx.waker()))
+            {
                 state.waker = Some(cx.waker().clone());
             }
         }
         if self.armed.is_none() {
-            self.shared
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .waker = Some(cx.waker().clone());
+            self.shared.lock().unwrap_or_else(|e| e.into_inner()).waker = Some(cx.waker().clone());
             if let Err(e) = self.arm() {
                 // No poller can time it (all closed): say so, and complete rather than hang.
                 log::warn!("netpoll::time: cannot arm a timer ({e}); the sleep ends now");
@@ -197,7 +198,10 @@ impl<F> fmt::Debug for Timeout<F> {
 /// because the task was busy comes at once, and the next ones keep the original schedule
 /// (missed ticks burst to catch up).
 pub fn interval(period: Duration) -> Interval {
-    assert!(period > Duration::ZERO, "netpoll::time::interval: the period must be > 0");
+    assert!(
+        period > Duration::ZERO,
+        "netpoll::time::interval: the period must be > 0"
+    );
     let now = Instant::now();
     Interval {
         next: now,
