@@ -46,7 +46,7 @@ struct RunArgs {
     #[arg(long, default_value = "500ms", value_parser = parse::duration)]
     warmup: Duration,
     /// Servers, comma-separated (default: all): netpoll, netpoll-pool, netpoll-co, netpoll-go,
-    /// tokio, tokio-mt, std, netpoll-net, go-net, epoll. Those this machine cannot run (go-net
+    /// netpoll-async, tokio, tokio-mt, std, netpoll-net, go-net, epoll. Those this machine cannot run (go-net
     /// without `go` on PATH) are skipped with a note.
     #[arg(long, value_delimiter = ',', value_parser = parse::server)]
     servers: Vec<String>,
@@ -78,7 +78,7 @@ struct RunArgs {
 enum Cmd {
     /// Runs one echo server until SIGINT/SIGTERM; prints `listening on ADDR` once ready.
     Serve {
-        /// netpoll, netpoll-pool, netpoll-co, netpoll-go, tokio, tokio-mt, std,
+        /// netpoll, netpoll-pool, netpoll-co, netpoll-go, netpoll-async, tokio, tokio-mt, std,
         /// netpoll-net, go-net (needs `go` on PATH) or epoll.
         #[arg(long, value_parser = parse::server)]
         server: String,
@@ -89,8 +89,8 @@ enum Cmd {
         /// picks a free port).
         #[arg(long, default_value = "127.0.0.1:0", value_parser = parse::target)]
         addr: Target,
-        /// Pollers (netpoll, netpoll-pool: default 1; netpoll-net, netpoll-go: default the
-        /// global pollers, one per 4 CPUs); go-net: GOMAXPROCS (default 1).
+        /// Pollers (netpoll, netpoll-pool: default 1; netpoll-net, netpoll-go, netpoll-async:
+        /// default the global pollers, one per 4 CPUs); go-net: GOMAXPROCS (default 1).
         #[arg(long)]
         loops: Option<usize>,
         /// Pin the server to this CPU.
@@ -124,8 +124,8 @@ enum Cmd {
     },
     /// Opens many idle connections to a server and reports its memory per connection.
     Idle {
-        /// The server to measure: netpoll, netpoll-pool, netpoll-go, tokio, tokio-mt, std,
-        /// netpoll-net, go-net or epoll.
+        /// The server to measure: netpoll, netpoll-pool, netpoll-co, netpoll-go, netpoll-async,
+        /// tokio, tokio-mt, std, netpoll-net, go-net or epoll.
         #[arg(long, value_parser = parse::server)]
         server: String,
         /// Idle connections to open (from 127.0.0.2, .3, ...: 20,000 per source address).

@@ -177,6 +177,7 @@ impl Report {
         );
         out.push_str("netpoll-net = thread per connection on blocking netpoll::net::TcpConn (parks on the pollers)\n");
         out.push_str("netpoll-go = coroutine per connection on netpoll::net::TcpConn (suspends on its poller), accept loops in coroutines\n");
+        out.push_str("netpoll-async = async task per connection on netpoll::net::TcpConn (futures::io), accept loops in tasks\n");
         out.push_str("go-net = Go's net, goroutine per connection, GOMAXPROCS=1\n");
         out.push_str(
             "CPU us/req = the server process's CPU clock (ns) over the measured window / requests\n",

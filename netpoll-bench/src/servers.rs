@@ -13,12 +13,14 @@ use signal_hook::iterator::Signals;
 
 /// Every server kind, in table order (`netpoll` first: the others' ratios are to it).
 /// `netpoll` runs inline handlers, `netpoll-pool` pool handlers, `netpoll-co` coroutine
-/// handlers (the library's default); `netpoll-go` is the Go-net face in coroutines.
+/// handlers (the library's default); `netpoll-go` is the Go-net face in coroutines,
+/// `netpoll-async` the same face in async tasks on the pollers.
 pub const ALL: &[&str] = &[
     "netpoll",
     "netpoll-pool",
     "netpoll-co",
     "netpoll-go",
+    "netpoll-async",
     "tokio",
     "tokio-mt",
     "std",
@@ -44,6 +46,7 @@ pub fn serve(kind: &str, addr: SocketAddr, loops: Option<usize>) -> io::Result<(
         // Reserved: the reactor face with `EventLoop::builder().coroutine_handlers()`.
         "netpoll-co" => serve_netpoll(addr, loops, Handlers::Coroutine),
         "netpoll-go" => serve_netpoll_go(addr, loops),
+        "netpoll-async" => serve_netpoll_async(addr, loops),
         "tokio" => serve_tokio(addr, false),
         "tokio-mt" => serve_tokio(addr, true),
         "std" => serve_std(addr),
@@ -312,6 +315,113 @@ fn accept_loop(listener: &netpoll::net::TcpListener) -> io::Result<()> {
         netpoll::go_on(&poller, move || echo(conn, 4096));
     }
     Ok(())
+}
+
+/// The Go-net face in async tasks on the pollers, as tokio code reads: an accept loop per
+/// poller that is itself a task (`netpoll::task::spawn_on`) and a task per connection, each a
+/// `read`/`write_all` loop over `futures::io` with a 4 KiB heap buffer. The listeners are laid
+/// out as `netpoll-go`'s (read its comment): one SO_REUSEPORT listener per poller, made inside
+/// a task of that poller so it registers there; a connection accepted inside a task registers
+/// on the task's poller, and its echo task is spawned there, so every wake is a local push.
+/// `loops` pollers of its own when given, else the library's global pollers.
+fn serve_netpoll_async(addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
+    use netpoll::task;
+    let own = loops
+        .map(|n| netpoll::poll::PollManager::new(n).map(Arc::new))
+        .transpose()?;
+    let pollers = match &own {
+        Some(manager) => manager.pollers(),
+        None => netpoll::poll::PollManager::global()?.pollers(),
+    };
+    let mut listeners = Vec::with_capacity(pollers.len());
+    let mut bind = addr;
+    for poller in &pollers {
+        let config = netpoll::net::ListenConfig::new().reuse_port(pollers.len() > 1);
+        // Listening inside a task registers the listener on that task's poller.
+        let listener = task::spawn_on(poller, async move { config.listen_tcp_addr(bind) })?
+            .join()
+            .map_err(|e| io::Error::other(format!("netpoll-async: the listening task: {e}")))??;
+        bind = listener.local_addr();
+        listeners.push(Arc::new(listener));
+    }
+    announce(bind);
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let stoppers = listeners.clone();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            for listener in &stoppers {
+                let _ = listener.close();
+            }
+        }
+    });
+    let accepts = listeners
+        .into_iter()
+        .zip(&pollers)
+        .map(|(listener, poller)| task::spawn_on(poller, accept_loop_async(listener)))
+        .collect::<io::Result<Vec<_>>>()?;
+    for accept in accepts {
+        accept
+            .join()
+            .map_err(|e| io::Error::other(format!("netpoll-async: an accept task: {e}")))??;
+    }
+    drop(own);
+    Ok(())
+}
+
+/// The accept loop of `netpoll-async`, run as a task. Running short of descriptors (EMFILE and
+/// its kin) backs off on a poller timer, as `incoming()` does for `netpoll-go`.
+async fn accept_loop_async(listener: Arc<netpoll::net::TcpListener>) -> io::Result<()> {
+    let poller = netpoll::rt::current_poller().expect("accept_loop_async runs in a task");
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        match listener.accept_async().await {
+            Ok((conn, _)) => {
+                backoff = Duration::from_millis(5);
+                // Detached: the task ends with its connection.
+                drop(netpoll::task::spawn_on(&poller, echo_async(conn, 4096))?);
+            }
+            Err(e) if netpoll::net::is_closed(&e) => return Ok(()),
+            Err(e) if is_resource_shortage(&e) => {
+                netpoll::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// An accept error that means "out of descriptors or memory for now" (its errno is the
+/// `OpError`'s cause's).
+fn is_resource_shortage(e: &io::Error) -> bool {
+    let errno = e
+        .get_ref()
+        .and_then(|c| c.downcast_ref::<netpoll::net::OpError>())
+        .and_then(|op| op.cause().raw_os_error())
+        .or(e.raw_os_error());
+    matches!(
+        errno,
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Echoes until end of stream or an error, through a heap buffer of `size` bytes, over
+/// `futures::io`.
+async fn echo_async(mut conn: netpoll::net::TcpConn, size: usize) {
+    use futures::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; size];
+    loop {
+        match AsyncReadExt::read(&mut conn, &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if AsyncWriteExt::write_all(&mut conn, &buf[..n])
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Echoes until end of stream or an error, through a heap buffer of `size` bytes.

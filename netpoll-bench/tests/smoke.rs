@@ -123,6 +123,17 @@ fn netpoll_go_on_two_pollers() {
     smoke_with("netpoll-go", &["--loops", "2"]);
 }
 
+#[test]
+fn netpoll_async_tasks() {
+    smoke("netpoll-async");
+}
+
+#[test]
+fn netpoll_async_on_two_pollers() {
+    // One SO_REUSEPORT listener and accept task per poller.
+    smoke_with("netpoll-async", &["--loops", "2"]);
+}
+
 /// `go` on the PATH, as the bench tool looks for it.
 fn have_go() -> bool {
     std::env::var_os("PATH")
@@ -259,6 +270,7 @@ fn unknown_server_in_the_main_run_fails_at_once_with_the_valid_names() {
     for name in [
         "netpoll-pool",
         "netpoll-go",
+        "netpoll-async",
         "tokio-mt",
         "netpoll-net",
         "go-net",
@@ -377,6 +389,25 @@ fn idle_counts_netpoll_go_connections() {
     assert!(out.status.success(), "{stdout} {}", stderr(&out));
     assert!(
         stdout.contains("idle netpoll-go: 20 connections"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn idle_counts_netpoll_async_connections() {
+    let out = run_bounded(&[
+        "idle",
+        "--server",
+        "netpoll-async",
+        "--conns",
+        "20",
+        "--timeout",
+        "10s",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", stderr(&out));
+    assert!(
+        stdout.contains("idle netpoll-async: 20 connections"),
         "{stdout}"
     );
 }

@@ -150,6 +150,13 @@ macro_rules! stream_connection {
                 self.fd.is_closed()
             }
 
+            /// The id of the poller the connection is registered on ([`Poller::id`]); for
+            /// tests and diagnostics.
+            #[doc(hidden)]
+            pub fn poller_id(&self) -> usize {
+                self.fd.desc().poller_id()
+            }
+
             fn read_bufs(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
                 self.fd
                     .read_vectored(bufs)

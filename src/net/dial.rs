@@ -60,8 +60,12 @@ impl Dialer {
             .map_err(|e| context("dial", "unix", &path.display().to_string(), e))
     }
 
-    /// The async [`dial_tcp`](Self::dial_tcp): resolution (only for host names) runs on a
-    /// helper thread; addresses are tried in order within the deadline; no happy-eyeballs race.
+    /// The async [`dial_tcp`](Self::dial_tcp), for any executor, with the same behaviour: a
+    /// host name is resolved on the handler pool (no thread per lookup; the awaiting task is
+    /// woken with the result, and the timeout bounds the lookup too), a literal address needs
+    /// no lookup; happy eyeballs races the two families as two futures, the fallback started
+    /// after the fallback delay (a poller timer) or when the primary fails. Inside a netpoll
+    /// task the connection registers on the task's poller.
     pub async fn dial_tcp_async(
         &self,
         network: &str,

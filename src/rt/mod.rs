@@ -6,6 +6,8 @@
 //! | `mod.rs` | [`go`], [`go_on`], [`Builder`], [`JoinHandle`], [`yield_now`], [`sleep`], [`blocking`], stack size |
 //! | `sched.rs` | the per-poller scheduler: the slab of coroutines, the stack pool, the current coroutine, `CoHandle` |
 //! | `pool.rs` | [`HandlerPool`]: the thread pool [`blocking`] (and the reactor face's pool handlers) run on |
+//! | `oneshot.rs` | a one-shot channel whose receiver is a future, and `blocking_async`: a blocking call on the pool awaited by async code (the async dial's name resolution) |
+//! | `coop.rs` | the cooperative budget: I/O operations per turn before a task or coroutine lets the others run |
 //! | `wait.rs` | `WaitSet`: a condition-variable analogue and data-less locks whose waiters may be threads or coroutines, one set per owner |
 //! | `lock.rs` | `QueueLock`: a lock whose waiters (threads and coroutines) queue FIFO and sleep until handed the lock (`NetFd`'s direction locks) |
 //!
@@ -37,7 +39,9 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+pub(crate) mod coop;
 pub(crate) mod lock;
+pub(crate) mod oneshot;
 pub(crate) mod pool;
 pub(crate) mod sched;
 pub mod task;

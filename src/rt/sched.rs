@@ -326,7 +326,9 @@ fn resume_packed(arg: u64) {
     // No borrow of SCHED is held while the coroutine runs: it spawns, wakes, suspends.
     CURRENT.with(|c| c.set(Some(handle)));
     BOUNDS.with(|b| b.set(bounds));
+    let budget = super::coop::start_turn();
     let result = co.resume(());
+    super::coop::end_turn(budget);
     CURRENT.with(|c| c.set(None));
     BOUNDS.with(|b| b.set((0, 0)));
     SCHED.with(|s| {

@@ -168,8 +168,16 @@ fn poll_task(arg: u64) {
         if entry.generation != generation {
             return None; // a stale wake: that task ended, maybe the slot was reused
         }
-        let (waker, wake) = entry.wake.clone()?;
-        Some((entry.future.take()?, waker, wake))
+        // Both moved out for the poll and back after it (no reference-count traffic): nothing
+        // reads the slot meanwhile, a task is never polled re-entrantly.
+        let future = entry.future.take()?;
+        match entry.wake.take() {
+            Some((waker, wake)) => Some((future, waker, wake)),
+            None => {
+                entry.future = Some(future);
+                None
+            }
+        }
     });
     let Some((mut future, waker, wake)) = taken else {
         return;
@@ -179,25 +187,34 @@ fn poll_task(arg: u64) {
     wake.queued.swap(false, Ordering::AcqRel);
     let previous = POLLING.with(|p| p.replace(current_poller_id().unwrap_or(0)));
     let mut cx = Context::from_waker(&waker);
+    let budget = super::coop::start_turn();
     // The task wrapper catches the user's panics; this only keeps a panicking wrapper (it
     // does not panic) from unwinding the poller.
     let done = match panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
         Ok(Poll::Pending) => false,
         Ok(Poll::Ready(())) | Err(_) => true,
     };
+    super::coop::end_turn(budget);
     POLLING.with(|p| p.set(previous));
-    TASKS.with(|t| {
+    // What goes back into the slot, or (the task ended, or the slab is gone) is dropped here,
+    // after the borrow: a future's destructor may spawn or wake tasks.
+    let left = TASKS.with(|t| {
         let mut t = t.borrow_mut();
-        let Some(t) = t.as_mut() else { return };
+        let Some(t) = t.as_mut() else {
+            return Some((future, waker, wake));
+        };
         let entry = &mut t.entries[index as usize];
         if done {
             entry.generation = entry.generation.wrapping_add(1);
-            entry.wake = None;
             t.free.push(index);
+            Some((future, waker, wake))
         } else {
             entry.future = Some(future);
+            entry.wake = Some((waker, wake));
+            None
         }
     });
+    drop(left);
 }
 
 /// Why a task did not produce its value: it panicked, or it was aborted (or its poller closed
@@ -310,6 +327,8 @@ struct TaskFuture<F: Future> {
     join: Arc<Join<F::Output>>,
     /// The handle has its result.
     done: bool,
+    /// The task's waker is in `join` (for `abort`).
+    registered: bool,
 }
 
 impl<F: Future> Future for TaskFuture<F> {
@@ -317,6 +336,13 @@ impl<F: Future> Future for TaskFuture<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        if !this.registered && !this.done {
+            // The slab polls a task with the one waker it made for it: `abort` needs it once.
+            // Registered before `aborted` is read, so an `abort` either sees the waker or is
+            // seen here (both go through the join lock).
+            this.join.lock().task = Some(cx.waker().clone());
+            this.registered = true;
+        }
         if this.join.aborted.load(Ordering::Acquire) {
             drop_quietly(this.future.take()); // dropped here, on its poller
             this.done = true;
@@ -328,12 +354,6 @@ impl<F: Future> Future for TaskFuture<F> {
         let Some(future) = this.future.as_mut() else {
             return Poll::Ready(());
         };
-        {
-            let mut state = this.join.lock();
-            if state.task.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
-                state.task = Some(cx.waker().clone());
-            }
-        }
         match panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(value)) => {
@@ -471,6 +491,7 @@ where
         future: Some(Box::pin(future)),
         join: join.clone(),
         done: false,
+        registered: false,
     };
     if poller.is_current_thread() {
         insert_here(poller, Box::pin(task));
@@ -521,6 +542,7 @@ where
         future: Some(Box::pin(future)),
         join: join.clone(),
         done: false,
+        registered: false,
     };
     insert_here(&poller, Box::pin(task));
     JoinHandle {

@@ -218,6 +218,11 @@ impl PollDesc {
         self.timing.info.load(Ordering::SeqCst) & EDGE_SPENT != 0
     }
 
+    /// The id of the poller the fd is registered on.
+    pub(crate) fn poller_id(&self) -> usize {
+        self.poller.id()
+    }
+
     /// Registers `fd` on `poller`, edge-triggered for both directions.
     pub(crate) fn register(fd: RawFd, poller: Arc<Poller>) -> io::Result<Arc<PollDesc>> {
         let desc = Arc::new_cyclic(|weak: &Weak<PollDesc>| {

@@ -6,11 +6,13 @@
 //! `Connection`.
 
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket};
@@ -530,8 +532,9 @@ impl Dialer {
         }
     }
 
-    /// The async `dial_tcp`: resolution (only for host names) runs on a helper thread; addresses
-    /// are tried in order within the deadline; no happy-eyeballs race.
+    /// The async `dial_tcp`, shaped like the blocking one: a host name is resolved on the
+    /// handler pool (a literal address needs no lookup), bounded by the deadline; then happy
+    /// eyeballs between the families, each side trying its addresses in order.
     pub(crate) async fn dial_tcp_fd_async(
         &self,
         network: &str,
@@ -539,31 +542,119 @@ impl Dialer {
     ) -> io::Result<NetFd> {
         let deadline = self.effective_deadline();
         let token = self.cancel.clone().unwrap_or_default();
-        let result = async {
-            let want = family_filter(network)?;
-            may_start(deadline, &token)?;
-            let addrs = resolve_async(address).await?;
-            let addrs: Vec<SocketAddr> = addrs.into_iter().filter(want).collect();
-            let mut first_error = None;
-            for (i, &addr) in addrs.iter().enumerate() {
-                let partial = match deadline {
-                    None => None,
-                    Some(d) => Some(partial_deadline(Instant::now(), d, addrs.len() - i)?),
-                };
-                may_start(deadline, &token)?;
-                match self.connect_async(addr, partial, &token).await {
-                    Ok(conn) => return Ok(conn),
-                    Err(e) if error::is_canceled(&e) => return Err(e),
-                    Err(e) => {
-                        first_error.get_or_insert(e);
+        self.resolve_and_dial_async(network, address, deadline, &token)
+            .await
+            .map_err(|e| context("dial", network, address, e))
+    }
+
+    async fn resolve_and_dial_async(
+        &self,
+        network: &str,
+        address: &str,
+        deadline: Option<Instant>,
+        token: &CancelToken,
+    ) -> io::Result<NetFd> {
+        let want = family_filter(network)?;
+        may_start(deadline, token)?;
+        let (host, port) = split_host_port(address)?;
+        let host = if host.is_empty() { "localhost" } else { host };
+        let addrs = resolve_async(&crate::rt::default_pool(), host, port, deadline).await?;
+        let addrs: Vec<SocketAddr> = addrs.into_iter().filter(want).collect();
+        if addrs.is_empty() {
+            return Err(no_address(network));
+        }
+        may_start(deadline, token)?;
+        let (primary, fallback) = split_families(addrs);
+        match (self.fallback_delay, fallback.is_empty()) {
+            (Some(delay), false) => {
+                self.dial_parallel_async(&primary, &fallback, delay, deadline, token)
+                    .await
+            }
+            _ => {
+                let mut all = primary;
+                all.extend(fallback);
+                self.dial_serial_async(&all, deadline, token).await
+            }
+        }
+    }
+
+    /// Happy eyeballs as two futures polled together: the primary family at once, the
+    /// fallback after `delay` (a poller timer) or as soon as the primary fails; the first
+    /// success wins, and the other future is dropped, which closes its socket. The caller's
+    /// token cancels both sides (each watches its own connect).
+    async fn dial_parallel_async(
+        &self,
+        primary: &[SocketAddr],
+        fallback: &[SocketAddr],
+        delay: Duration,
+        deadline: Option<Instant>,
+        token: &CancelToken,
+    ) -> io::Result<NetFd> {
+        let mut primary = std::pin::pin!(self.dial_serial_async(primary, deadline, token));
+        let mut fallback = std::pin::pin!(self.dial_serial_async(fallback, deadline, token));
+        let mut fallback_timer = crate::rt::time::sleep(delay);
+        let mut fallback_started = false;
+        let mut primary_error: Option<io::Error> = None;
+        let mut fallback_error: Option<io::Error> = None;
+        poll_fn(|cx| {
+            if primary_error.is_none() {
+                if let Poll::Ready(result) = primary.as_mut().poll(cx) {
+                    match result {
+                        Ok(fd) => return Poll::Ready(Ok(fd)),
+                        Err(e) if error::is_canceled(&e) => return Poll::Ready(Err(e)),
+                        Err(e) => {
+                            primary_error = Some(e);
+                            fallback_started = true;
+                        }
                     }
                 }
             }
-            Err(first_error.unwrap_or_else(|| no_address(network)))
-        };
-        result
-            .await
-            .map_err(|e| context("dial", network, address, e))
+            if !fallback_started && Pin::new(&mut fallback_timer).poll(cx).is_ready() {
+                fallback_started = true;
+            }
+            if fallback_started && fallback_error.is_none() {
+                if let Poll::Ready(result) = fallback.as_mut().poll(cx) {
+                    match result {
+                        Ok(fd) => return Poll::Ready(Ok(fd)),
+                        Err(e) if error::is_canceled(&e) => return Poll::Ready(Err(e)),
+                        Err(e) => fallback_error = Some(e),
+                    }
+                }
+            }
+            if fallback_error.is_some() {
+                // Both sides failed: the primary's error, as the blocking dial reports.
+                if let Some(e) = primary_error.take() {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Tries `addrs` in order; each gets an equal share of the time left (at least 2 s).
+    async fn dial_serial_async(
+        &self,
+        addrs: &[SocketAddr],
+        deadline: Option<Instant>,
+        token: &CancelToken,
+    ) -> io::Result<NetFd> {
+        let mut first_error = None;
+        for (i, &addr) in addrs.iter().enumerate() {
+            may_start(deadline, token)?;
+            let partial = match deadline {
+                None => None,
+                Some(d) => Some(partial_deadline(Instant::now(), d, addrs.len() - i)?),
+            };
+            match self.connect_async(addr, partial, token).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) if error::is_canceled(&e) => return Err(e),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| no_address("tcp")))
     }
 
     async fn connect_async(
@@ -664,45 +755,35 @@ fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     (host, port).to_socket_addrs().map(Iterator::collect)
 }
 
-/// A resolution's result and the task waiting for it.
-type Resolution = (
-    Option<io::Result<Vec<SocketAddr>>>,
-    Option<std::task::Waker>,
-);
-
-/// Resolves on a helper thread unless `address` is a literal.
-async fn resolve_async(address: &str) -> io::Result<Vec<SocketAddr>> {
-    let (host, port) = split_host_port(address)?;
+/// Resolves `host` for async code: a literal needs no lookup (and touches no pool); a name's
+/// `getaddrinfo` runs on `pool` and its result comes back through a waker (the awaiting task's
+/// thread never blocks), bounded by `deadline` on a poller timer. A pool that refuses the job
+/// leaves the lookup to run inline, with a warning (`rt::oneshot::blocking_async`).
+async fn resolve_async(
+    pool: &crate::rt::HandlerPool,
+    host: &str,
+    port: u16,
+    deadline: Option<Instant>,
+) -> io::Result<Vec<SocketAddr>> {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
-    let host = if host.is_empty() { "localhost" } else { host }.to_string();
-    let shared: Arc<Mutex<Resolution>> = Arc::default();
-    let worker = shared.clone();
-    std::thread::Builder::new()
-        .name("netpoll-resolve".into())
-        .spawn(move || {
-            let result = (host.as_str(), port).to_socket_addrs().map(|a| a.collect());
-            let waker = {
-                let mut slot = lock(&worker);
-                slot.0 = Some(result);
-                slot.1.take()
-            };
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        })?;
-    poll_fn(|cx| {
-        let mut slot = lock(&shared);
-        match slot.0.take() {
-            Some(result) => std::task::Poll::Ready(result),
-            None => {
-                slot.1 = Some(cx.waker().clone());
-                std::task::Poll::Pending
-            }
+    let host = host.to_string();
+    let lookup = crate::rt::oneshot::blocking_async(pool, move || {
+        (host.as_str(), port)
+            .to_socket_addrs()
+            .map(Iterator::collect)
+    });
+    match deadline {
+        None => lookup.await,
+        // A lookup still running at the deadline finishes on the pool, unheard.
+        Some(deadline) => {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            crate::rt::time::timeout(remaining, lookup)
+                .await
+                .unwrap_or_else(|_| Err(error::timeout()))
         }
-    })
-    .await
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -731,6 +812,133 @@ mod tests {
         let v4: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let (p, f) = split_families(vec![v6, v4, v6]);
         assert_eq!((p, f), (vec![v6, v6], vec![v4]));
+    }
+
+    use crate::rt::task::block_on;
+    use crate::rt::HandlerPool;
+
+    #[test]
+    fn a_literal_address_resolves_without_the_pool() {
+        let pool = HandlerPool::new(1);
+        let addrs = block_on(resolve_async(&pool, "127.0.0.1", 80, None)).unwrap();
+        assert_eq!(addrs, vec!["127.0.0.1:80".parse().unwrap()]);
+        let addrs = block_on(resolve_async(&pool, "::1", 80, None)).unwrap();
+        assert_eq!(addrs, vec!["[::1]:80".parse().unwrap()]);
+        assert_eq!(pool.workers(), 0, "a literal address started a pool thread");
+    }
+
+    #[test]
+    fn a_name_resolves_on_the_pool_or_inline_when_the_pool_refuses() {
+        let pool = HandlerPool::new(1);
+        let addrs = block_on(resolve_async(&pool, "localhost", 80, None)).unwrap();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 80));
+        assert_eq!(pool.workers(), 1, "the lookup did not run on the pool");
+
+        let refusing = HandlerPool::new(1);
+        refusing.shutdown();
+        let addrs = block_on(resolve_async(&refusing, "localhost", 80, None)).unwrap();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 80));
+    }
+
+    /// A listener with a full queue that never accepts (see `tests/net_dial.rs`), or `None`
+    /// when this machine completes every connect anyway.
+    fn blackhole() -> Option<(
+        SocketAddr,
+        crate::net::TcpListener,
+        Vec<crate::net::TcpConn>,
+    )> {
+        let listener = crate::net::ListenConfig::new()
+            .with_backlog(1)
+            .listen_tcp_addr("127.0.0.1:0".parse().unwrap())
+            .ok()?;
+        let addr = listener.local_addr();
+        let (mut queued, mut timeouts) = (Vec::new(), 0);
+        for _ in 0..16 {
+            match Dialer::new()
+                .timeout(Duration::from_millis(100))
+                .dial_tcp("tcp", addr)
+            {
+                Ok(conn) => {
+                    queued.push(conn);
+                    timeouts = 0;
+                }
+                Err(e) if error::is_timeout(&e) => {
+                    timeouts += 1;
+                    if timeouts == 2 {
+                        return Some((addr, listener, queued));
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    fn closed_port() -> SocketAddr {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    }
+
+    #[test]
+    fn async_happy_eyeballs_starts_the_fallback_after_the_delay() {
+        let Some((hole, _listener, _queued)) = blackhole() else {
+            eprintln!("SKIPPED async happy eyeballs with a hanging primary: no blackhole here");
+            return;
+        };
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = open.local_addr().unwrap();
+        let delay = Duration::from_millis(200);
+        let started = Instant::now();
+        let fd = block_on(Dialer::new().dial_parallel_async(
+            &[hole],
+            &[target],
+            delay,
+            Some(Instant::now() + Duration::from_secs(10)),
+            &CancelToken::new(),
+        ))
+        .unwrap();
+        let took = started.elapsed();
+        assert_eq!(
+            fd.with_socket(|s| s.peer_addr()).unwrap().as_socket(),
+            Some(target)
+        );
+        assert!(took >= delay, "the fallback started early: {took:?}");
+        assert!(took < delay + Duration::from_secs(2), "too late: {took:?}");
+    }
+
+    #[test]
+    fn async_happy_eyeballs_falls_back_at_once_when_the_primary_fails() {
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = open.local_addr().unwrap();
+        let started = Instant::now();
+        let fd = block_on(Dialer::new().dial_parallel_async(
+            &[closed_port()],
+            &[target],
+            Duration::from_secs(30),
+            None,
+            &CancelToken::new(),
+        ))
+        .unwrap();
+        assert_eq!(
+            fd.with_socket(|s| s.peer_addr()).unwrap().as_socket(),
+            Some(target)
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn async_happy_eyeballs_reports_the_primary_error_when_both_fail() {
+        let (primary, fallback) = (closed_port(), closed_port());
+        let err = block_on(Dialer::new().dial_parallel_async(
+            &[primary],
+            &[fallback],
+            Duration::from_millis(1),
+            None,
+            &CancelToken::new(),
+        ))
+        .err()
+        .expect("a dial to two closed ports connected");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
     }
 
     #[test]

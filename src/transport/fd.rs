@@ -35,6 +35,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use super::desc::{Mode, PollDesc};
 use super::error;
 use crate::poll::Poller;
+use crate::rt::coop;
 use crate::rt::lock::{QueueGuard, QueueLock};
 use crate::sys::socket::{accept4, readv, sendmsg, MAX_IOVECS};
 
@@ -93,6 +94,7 @@ impl NetFd {
 
     /// Reads into `bufs`; a zero-length read returns 0 at once, end of stream is `Ok(0)`.
     pub(crate) fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        coop::proceed();
         let serial = lock_co(&self.read_lock)?;
         let guard = self.guard()?;
         let sock = socket(&guard);
@@ -137,6 +139,7 @@ impl NetFd {
     /// Writes all of `bufs` unless an error or the deadline stops it; then it returns the bytes
     /// written so far, or the error if there were none (the next call reports the error).
     pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        coop::proceed();
         let sticky = lock_co(&self.write_lock)?;
         let guard = self.guard()?;
         let sock = socket(&guard);
@@ -189,6 +192,7 @@ impl NetFd {
 
     /// Accepts one connection (non-blocking, close-on-exec); `ECONNABORTED` is retried.
     pub(crate) fn accept(&self) -> io::Result<(Socket, SockAddr)> {
+        coop::proceed();
         let _serial = lock_co(&self.read_lock)?;
         let guard = self.guard()?;
         let sock = socket(&guard);
@@ -238,6 +242,7 @@ impl NetFd {
         wanted: usize,
         mut read: impl FnMut(&Socket) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(coop::poll_proceed(cx));
         let serial = try_lock(&self.read_lock, &self.desc, "read")?;
         let guard = self.guard()?;
         let sock = socket(&guard);
@@ -285,6 +290,7 @@ impl NetFd {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(coop::poll_proceed(cx));
         let sticky = try_lock(&self.write_lock, &self.desc, "write")?;
         let guard = self.guard()?;
         let sock = socket(&guard);
@@ -303,6 +309,7 @@ impl NetFd {
     }
 
     pub(crate) fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Socket, SockAddr)>> {
+        std::task::ready!(coop::poll_proceed(cx));
         let _serial = try_lock(&self.read_lock, &self.desc, "accept")?;
         let guard = self.guard()?;
         let sock = socket(&guard);
