@@ -55,6 +55,19 @@ pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
     }
 }
 
+/// Gives back the unit an async call took when it made no progress (it returned `Pending`,
+/// registered to be woken): only completed operations count, as in tokio. Without it a task
+/// polling more than `PER_TURN` idle sources each turn would spend its budget on the first
+/// ones and never read the later ones.
+pub(crate) fn refund() {
+    BUDGET.with(|b| {
+        let n = b.get();
+        if n < PER_TURN {
+            b.set(n + 1);
+        }
+    });
+}
+
 /// For blocking-style I/O: a coroutine whose budget is spent yields first (a thread never
 /// has a budget).
 pub(crate) fn proceed() {

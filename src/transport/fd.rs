@@ -240,9 +240,23 @@ impl NetFd {
         &self,
         cx: &mut Context<'_>,
         wanted: usize,
+        read: impl FnMut(&Socket) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        // Only a call that made progress spends budget: a `Pending` gives its unit back.
+        std::task::ready!(coop::poll_proceed(cx));
+        let result = self.poll_read_with_inner(cx, wanted, read);
+        if result.is_pending() {
+            coop::refund();
+        }
+        result
+    }
+
+    fn poll_read_with_inner(
+        &self,
+        cx: &mut Context<'_>,
+        wanted: usize,
         mut read: impl FnMut(&Socket) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        std::task::ready!(coop::poll_proceed(cx));
         let serial = try_lock(&self.read_lock, &self.desc, "read")?;
         let guard = self.guard()?;
         let sock = socket(&guard);
@@ -291,6 +305,18 @@ impl NetFd {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(coop::poll_proceed(cx));
+        let result = self.poll_write_inner(cx, bufs);
+        if result.is_pending() {
+            coop::refund();
+        }
+        result
+    }
+
+    fn poll_write_inner(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let sticky = try_lock(&self.write_lock, &self.desc, "write")?;
         let guard = self.guard()?;
         let sock = socket(&guard);
@@ -310,6 +336,14 @@ impl NetFd {
 
     pub(crate) fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Socket, SockAddr)>> {
         std::task::ready!(coop::poll_proceed(cx));
+        let result = self.poll_accept_inner(cx);
+        if result.is_pending() {
+            coop::refund();
+        }
+        result
+    }
+
+    fn poll_accept_inner(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Socket, SockAddr)>> {
         let _serial = try_lock(&self.read_lock, &self.desc, "accept")?;
         let guard = self.guard()?;
         let sock = socket(&guard);
