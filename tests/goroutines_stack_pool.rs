@@ -15,6 +15,15 @@ fn stack_lock() -> std::sync::MutexGuard<'static, ()> {
     STACK_SIZE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Spare stacks in `poller`'s pool, read on the poller thread outside any coroutine.
+fn pooled(poller: &Arc<netpoll::poll::Poller>) -> usize {
+    let (tx, rx) = mpsc::channel();
+    poller
+        .execute(move || tx.send(netpoll::rt::pooled_stacks()).unwrap())
+        .unwrap();
+    rx.recv_timeout(LIMIT).unwrap()
+}
+
 /// A finished coroutine's stack goes back to its poller's pool (read from the poller thread,
 /// outside any coroutine), and the next spawn takes it instead of mapping a new one.
 #[test]
@@ -22,13 +31,6 @@ fn a_finished_coroutines_stack_is_pooled_and_taken_again() {
     let _serial = stack_lock();
     let manager = PollManager::new(1).unwrap();
     let poller = manager.pick();
-    let pooled = |poller: &Arc<netpoll::poll::Poller>| {
-        let (tx, rx) = mpsc::channel();
-        poller
-            .execute(move || tx.send(netpoll::rt::pooled_stacks()).unwrap())
-            .unwrap();
-        rx.recv_timeout(Duration::from_secs(10)).unwrap()
-    };
     netpoll::go_on(&poller, || ()).join().unwrap();
     let after_one = pooled(&poller);
     assert!(
@@ -51,13 +53,6 @@ fn set_stack_size_is_honoured_by_the_next_default_spawn() {
     let _serial = stack_lock();
     let manager = PollManager::new(1).unwrap();
     let poller = manager.pick();
-    let pooled = |poller: &Arc<netpoll::poll::Poller>| {
-        let (tx, rx) = mpsc::channel();
-        poller
-            .execute(move || tx.send(netpoll::rt::pooled_stacks()).unwrap())
-            .unwrap();
-        rx.recv_timeout(LIMIT).unwrap()
-    };
     let old = netpoll::rt::stack_size();
     netpoll::go_on(&poller, || ()).join().unwrap();
     assert!(

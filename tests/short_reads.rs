@@ -50,33 +50,7 @@ fn one_edge_burst(
     burst: impl FnOnce(&mut socket2::Socket),
     want: usize,
 ) -> std::io::Result<Vec<u8>> {
-    let manager = Arc::new(PollManager::new(1).unwrap());
-    let poller = manager.pick();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let server = net::Dialer::new()
-        .poll_manager(manager.clone())
-        .dial_tcp("tcp", listener.local_addr().unwrap())
-        .unwrap();
-    server
-        .set_read_deadline(Some(Instant::now() + Duration::from_secs(2)))
-        .unwrap();
-    let (client, _) = listener.accept().unwrap();
-    let mut client = socket2::Socket::from(client);
-    // The reader's first read finds nothing and waits.
-    let (waiting_tx, waiting_rx) = mpsc::channel();
-    let read = move || {
-        let _ = waiting_tx.send(());
-        read_up_to(server, want)
-    };
-    let reading = netpoll::go_on(&poller, read);
-    waiting_rx.recv_timeout(LIMIT).unwrap();
-    // The coroutine went from that send to its wait without yielding: suspended now.
-    let release = common::hold(&poller);
-    burst(&mut client);
-    drop(release);
-    let got = reading.join().unwrap();
-    drop(client);
-    got
+    one_edge_burst_with(burst, move |server| read_up_to(server, want))
 }
 
 fn urgent_burst(client: &mut socket2::Socket) {
@@ -151,7 +125,7 @@ fn request_response_in_a_coroutine() {
     ping_pong(true);
 }
 
-/// Like [`one_edge_burst`], with a reader of the test's own: a coroutine whose first read waits on a held poller while the client
+/// The reader of [`one_edge_burst`] given by the test: a coroutine whose first read waits on a held poller while the client
 /// sends `burst`, so everything arrives in the one edge that wakes it; then `reader` goes on.
 fn one_edge_burst_with<T: Send + 'static>(
     burst: impl FnOnce(&mut socket2::Socket),

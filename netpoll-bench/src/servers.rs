@@ -8,6 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use netpoll::poll::{PollManager, Poller};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -239,12 +240,12 @@ fn serve_netpoll_net(addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
     Ok(())
 }
 
-/// The Go-net face inside coroutines, as Go code reads: an accept loop that is itself a
-/// coroutine and a coroutine per connection (`go handle(conn)`), each a plain blocking
-/// `read`/`write_all` loop with a 4 KiB heap buffer. Its blocking calls suspend the coroutine
-/// on its poller instead of parking a thread. `loops` pollers of its own when given, else the
-/// library's global pollers.
-fn serve_netpoll_go(addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
+/// A manager of the server's own (if any) and the pollers to serve on.
+type OwnPollers = (Option<Arc<PollManager>>, Vec<Arc<Poller>>);
+
+/// `loops` pollers of a manager of its own (kept alive by the first value), or the library's
+/// global pollers.
+fn pollers(loops: Option<usize>) -> io::Result<OwnPollers> {
     let own = loops
         .map(|n| netpoll::poll::PollManager::new(n).map(Arc::new))
         .transpose()?;
@@ -252,13 +253,22 @@ fn serve_netpoll_go(addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
         Some(manager) => manager.pollers(),
         None => netpoll::poll::PollManager::global()?.pollers(),
     };
+    Ok((own, pollers))
+}
+
+/// The Go-net face inside coroutines, as Go code reads: an accept loop that is itself a
+/// coroutine and a coroutine per connection (`go handle(conn)`), each a plain blocking
+/// `read`/`write_all` loop with a 4 KiB heap buffer. Its blocking calls suspend the coroutine
+/// on its poller instead of parking a thread. `loops` pollers of its own when given, else the
+/// library's global pollers.
+fn serve_netpoll_go(addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
+    let (own, pollers) = pollers(loops)?;
     // One SO_REUSEPORT listener per poller, each made and accepted on by a coroutine of that
     // poller, rather than one listener that an accept coroutine per poller shares: the kernel
     // then spreads new connections over the pollers (by 4-tuple hash), and each poller's
     // accept wakes stay local. A shared listener is registered on one poller only, so the
     // other pollers' accepts would be woken from a foreign thread, and its accepts serialise
-    // on the listener's read lock, which a coroutine waits for by yielding in a loop (a busy
-    // wait, phase 1 of the scheduler): N-1 accept coroutines would spin. (A single accept
+    // on the listener's read lock (N-1 accept coroutines queued on it at any time). (A single accept
     // loop could instead hand each connection to the next poller, but a connection accepted
     // inside a coroutine registers on that coroutine's poller: every conn would sit on one.)
     let mut listeners = Vec::with_capacity(pollers.len());
@@ -326,13 +336,7 @@ fn accept_loop(listener: &netpoll::net::TcpListener) -> io::Result<()> {
 /// `loops` pollers of its own when given, else the library's global pollers.
 fn serve_netpoll_async(addr: SocketAddr, loops: Option<usize>) -> io::Result<()> {
     use netpoll::task;
-    let own = loops
-        .map(|n| netpoll::poll::PollManager::new(n).map(Arc::new))
-        .transpose()?;
-    let pollers = match &own {
-        Some(manager) => manager.pollers(),
-        None => netpoll::poll::PollManager::global()?.pollers(),
-    };
+    let (own, pollers) = pollers(loops)?;
     let mut listeners = Vec::with_capacity(pollers.len());
     let mut bind = addr;
     for poller in &pollers {

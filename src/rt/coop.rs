@@ -68,6 +68,14 @@ pub(crate) fn refund() {
     });
 }
 
+/// `result`, after giving back its unit if it is `Pending` (see [`refund`]).
+pub(crate) fn refund_if_pending<T>(result: Poll<T>) -> Poll<T> {
+    if result.is_pending() {
+        refund();
+    }
+    result
+}
+
 /// For blocking-style I/O: a coroutine whose budget is spent yields first (a thread never
 /// has a budget).
 pub(crate) fn proceed() {

@@ -244,11 +244,7 @@ impl NetFd {
     ) -> Poll<io::Result<usize>> {
         // Only a call that made progress spends budget: a `Pending` gives its unit back.
         std::task::ready!(coop::poll_proceed(cx));
-        let result = self.poll_read_with_inner(cx, wanted, read);
-        if result.is_pending() {
-            coop::refund();
-        }
-        result
+        coop::refund_if_pending(self.poll_read_with_inner(cx, wanted, read))
     }
 
     fn poll_read_with_inner(
@@ -305,11 +301,7 @@ impl NetFd {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(coop::poll_proceed(cx));
-        let result = self.poll_write_inner(cx, bufs);
-        if result.is_pending() {
-            coop::refund();
-        }
-        result
+        coop::refund_if_pending(self.poll_write_inner(cx, bufs))
     }
 
     fn poll_write_inner(
@@ -336,11 +328,7 @@ impl NetFd {
 
     pub(crate) fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Socket, SockAddr)>> {
         std::task::ready!(coop::poll_proceed(cx));
-        let result = self.poll_accept_inner(cx);
-        if result.is_pending() {
-            coop::refund();
-        }
-        result
+        coop::refund_if_pending(self.poll_accept_inner(cx))
     }
 
     fn poll_accept_inner(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Socket, SockAddr)>> {
