@@ -31,6 +31,7 @@ pub mod hyper;
 mod loom;
 pub mod net;
 pub mod poll;
+pub mod proto;
 pub mod reactor;
 pub mod rt;
 mod sys;

@@ -21,7 +21,7 @@ mod writer;
 use std::fmt;
 use std::io::{Error, ErrorKind, Result};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -174,6 +174,13 @@ pub(crate) struct ConnInner {
     last_active: AtomicU64,
     /// Bumped by every `set_idle_timeout`, so an older idle timer chain stops.
     idle_seq: AtomicU32,
+    /// Inline handlers: `now_ms()` (at least 1) when the handler last began waiting for the
+    /// rest of a frame, 0 while it waits for nothing. The read timeout bounds that wait.
+    partial_since: AtomicU64,
+    /// `consumed` when `partial_since` was set: a handler that consumed since made progress.
+    partial_consumed: AtomicU64,
+    /// A partial-frame timer is pending (one at a time per connection).
+    partial_timer: AtomicBool,
 
     callbacks: Mutex<Callbacks>,
     close_reason: OnceLock<ErrorKind>,
@@ -267,6 +274,9 @@ impl Connection {
                 idle_timeout_ms: AtomicU64::new(to_ms(options.idle_timeout)),
                 last_active: AtomicU64::new(now_ms()),
                 idle_seq: AtomicU32::new(0),
+                partial_since: AtomicU64::new(0),
+                partial_consumed: AtomicU64::new(0),
+                partial_timer: AtomicBool::new(false),
                 callbacks: Mutex::new(Callbacks::default()),
                 close_reason: OnceLock::new(),
             }
@@ -792,6 +802,73 @@ impl ConnInner {
                 inner.close_with(ErrorKind::TimedOut);
             } else {
                 inner.arm_idle_timer(seq, Instant::now() + (idle - quiet));
+            }
+        });
+    }
+
+    /// Inline handlers, after each round of calls: a handler that returned waiting for more of
+    /// a frame (`inline_want` set) must get it within the read timeout, counted from the first
+    /// call that waited without consuming anything since. (A thread or coroutine handler's
+    /// reads wait, and each wait has the timeout instead.)
+    pub(crate) fn track_partial_frame(self: &Arc<Self>) {
+        let Some(timeout) = self.read_timeout() else {
+            return;
+        };
+        if self.inline_want.load(Ordering::SeqCst) == 0 {
+            self.partial_since.store(0, Ordering::SeqCst);
+            return;
+        }
+        let consumed = self.consumed.load(Ordering::SeqCst);
+        if self.partial_since.load(Ordering::SeqCst) != 0
+            && self.partial_consumed.load(Ordering::SeqCst) == consumed
+        {
+            return; // the same frame, still waiting: its deadline stands
+        }
+        self.partial_consumed.store(consumed, Ordering::SeqCst);
+        self.partial_since.store(now_ms().max(1), Ordering::SeqCst);
+        if !self.partial_timer.swap(true, Ordering::SeqCst) {
+            self.arm_partial_timer(Instant::now() + timeout);
+        }
+    }
+
+    /// The partial-frame timer: closes the connection (`TimedOut`) once a frame has waited for
+    /// the read timeout, re-arms for a frame that began waiting later, and stops when nothing
+    /// waits. `partial_timer` is cleared before the last look, so a frame that starts waiting
+    /// meanwhile either sees the flag clear and arms its own timer, or is seen here.
+    fn arm_partial_timer(self: &Arc<Self>, at: Instant) {
+        let weak = Arc::downgrade(self);
+        let _ = self.poller.schedule(at, move || {
+            let Some(inner) = weak.upgrade() else { return };
+            loop {
+                if inner.state.has(CLOSED) {
+                    return;
+                }
+                let Some(timeout) = inner.read_timeout() else {
+                    // The timeout was removed; a later one arms a timer of its own.
+                    inner.partial_timer.store(false, Ordering::SeqCst);
+                    return;
+                };
+                let since = inner.partial_since.load(Ordering::SeqCst);
+                if since != 0 {
+                    let waited = Duration::from_millis(now_ms().saturating_sub(since));
+                    if waited >= timeout {
+                        log::debug!(
+                            "netpoll: {} sent part of a frame and not the rest within {:?}",
+                            inner.peer_addr,
+                            timeout
+                        );
+                        inner.close_with(ErrorKind::TimedOut);
+                    } else {
+                        inner.arm_partial_timer(Instant::now() + (timeout - waited));
+                    }
+                    return;
+                }
+                inner.partial_timer.store(false, Ordering::SeqCst);
+                if inner.partial_since.load(Ordering::SeqCst) == 0
+                    || inner.partial_timer.swap(true, Ordering::SeqCst)
+                {
+                    return;
+                }
             }
         });
     }

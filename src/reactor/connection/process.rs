@@ -80,6 +80,9 @@ impl ConnInner {
                 }
             }
             let (seen, output_blocked) = self.handle_input(&conn);
+            if matches!(self.executor, Executor::Inline) {
+                self.track_partial_frame();
+            }
 
             let previous = self.state.clear(PROCESSING);
             if previous & CLOSED != 0 {

@@ -105,6 +105,20 @@ impl<'a> ConnReader<'a> {
         Ok(())
     }
 
+    /// Waits until at least `n` bytes are buffered, taking none: what a parser calls once it
+    /// knows how long the rest of its frame is.
+    pub fn fill(&mut self, n: usize) -> Result<()> {
+        self.wait_for(n)
+    }
+
+    /// The offset of the first `delim` at or after offset `from` among the bytes buffered now.
+    /// Never waits.
+    pub fn find(&mut self, delim: u8, from: usize) -> Option<usize> {
+        let available = self.len();
+        // Only counted bytes (see `until`).
+        self.reader.find(delim, from).filter(|&at| at < available)
+    }
+
     /// Takes bytes up to and including `delim`, waiting until it arrives.
     pub fn until(&mut self, delim: u8) -> Result<Bytes> {
         let mut searched = 0;

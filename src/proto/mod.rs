@@ -1,0 +1,74 @@
+//! Protocol codecs on the zero-copy buffers: RESP2 ([`resp`]) and HTTP/1.1 ([`http`]).
+//!
+//! The parsers read through [`Input`]: what is buffered *now*, taken without waiting. They
+//! never block and never ask for more than is there; when a frame is incomplete they say how
+//! many bytes they need, and the caller waits for those (a [`ConnReader`]'s `fill`, which an
+//! inline handler turns into "call me again"), or, in tests and fuzzing, feeds more into a
+//! [`LinkBuffer`].
+//!
+//! [`LinkBuffer`]: crate::buffer::LinkBuffer
+
+use std::io;
+
+use bytes::Bytes;
+
+use crate::buffer::Reader;
+use crate::ConnReader;
+
+pub mod http;
+pub mod resp;
+
+/// Buffered input a parser takes frames from. Implemented by a connection's reader and by a
+/// [`LinkBuffer`](crate::buffer::LinkBuffer)'s; `n` never exceeds [`len`](Input::len).
+pub trait Input {
+    /// Bytes readable now.
+    fn len(&self) -> usize;
+    /// True when nothing is readable now.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The offset of the first `delim` at or after `from`, among the bytes readable now.
+    fn find(&mut self, delim: u8, from: usize) -> Option<usize>;
+    /// The next `n` bytes, left in place (shared when they lie in one block, else copied).
+    fn peek(&mut self, n: usize) -> io::Result<Bytes>;
+    /// Takes the next `n` bytes (shared when they lie in one block, else copied).
+    fn next(&mut self, n: usize) -> io::Result<Bytes>;
+    /// Discards the next `n` bytes.
+    fn skip(&mut self, n: usize) -> io::Result<()>;
+}
+
+impl Input for Reader<'_> {
+    fn len(&self) -> usize {
+        Reader::len(self)
+    }
+    fn find(&mut self, delim: u8, from: usize) -> Option<usize> {
+        Reader::find(self, delim, from)
+    }
+    fn peek(&mut self, n: usize) -> io::Result<Bytes> {
+        Reader::peek(self, n)
+    }
+    fn next(&mut self, n: usize) -> io::Result<Bytes> {
+        Reader::next(self, n)
+    }
+    fn skip(&mut self, n: usize) -> io::Result<()> {
+        Reader::skip(self, n)
+    }
+}
+
+impl Input for ConnReader<'_> {
+    fn len(&self) -> usize {
+        ConnReader::len(self)
+    }
+    fn find(&mut self, delim: u8, from: usize) -> Option<usize> {
+        ConnReader::find(self, delim, from)
+    }
+    fn peek(&mut self, n: usize) -> io::Result<Bytes> {
+        ConnReader::peek(self, n)
+    }
+    fn next(&mut self, n: usize) -> io::Result<Bytes> {
+        ConnReader::next(self, n)
+    }
+    fn skip(&mut self, n: usize) -> io::Result<()> {
+        ConnReader::skip(self, n)
+    }
+}
