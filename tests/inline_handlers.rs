@@ -117,3 +117,67 @@ fn a_slow_reader_gets_all_of_a_64_mib_inline_echo() {
     sending.join().unwrap();
     assert_eq!(at, TOTAL, "bytes lost");
 }
+
+/// A handler answering pipelined requests in a loop, several writes per reply, against a peer
+/// that reads only after sending them all: `ready()` stops it at the output cap between
+/// requests, no reply is ever cut, and every reply arrives in order.
+#[test]
+fn pipelined_replies_stop_at_the_cap_between_requests_never_inside_one() {
+    const LINES: usize = 4_000;
+    // Replies of 16 KiB and more: 64 MiB in all, past what the kernel's buffers hold.
+    let payload = bytes::Bytes::from(vec![b'='; 16 * 1024]);
+    let expected_payload = payload.clone();
+    let server = TestServer::start(
+        EventLoop::builder()
+            .inline_handlers()
+            .output_cap(16 * 1024)
+            .on_request(move |_, conn| {
+                let mut reader = conn.reader();
+                let mut writer = conn.writer();
+                loop {
+                    if let Err(e) = writer.ready() {
+                        writer.flush()?;
+                        return Err(e);
+                    }
+                    let line = match reader.until(b'\n') {
+                        Ok(line) => line,
+                        Err(e) => {
+                            writer.flush()?;
+                            return Err(e);
+                        }
+                    };
+                    writer.write_binary(b"> ")?;
+                    writer.write_direct(line)?;
+                    writer.write_direct(payload.clone())?;
+                    writer.write_binary(b"< ")?;
+                }
+            })
+            .build()
+            .unwrap(),
+    );
+    let client = server.connect();
+    let mut sender = client.try_clone().unwrap();
+    let sending = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for i in 0..LINES {
+            all.extend_from_slice(format!("request {i:06} {}\n", "y".repeat(64)).as_bytes());
+        }
+        sender.write_all(&all).unwrap();
+        sender.shutdown(Shutdown::Write).unwrap();
+    });
+    // All requests are sent before the first reply is read: the server meets a full socket.
+    sending.join().unwrap();
+    let mut got = Vec::new();
+    let mut reader = client;
+    reader
+        .read_to_end(&mut got)
+        .expect("the replies were reset");
+    let mut expected = Vec::new();
+    for i in 0..LINES {
+        expected.extend_from_slice(format!("> request {i:06} {}\n", "y".repeat(64)).as_bytes());
+        expected.extend_from_slice(&expected_payload);
+        expected.extend_from_slice(b"< ");
+    }
+    assert_eq!(got.len(), expected.len(), "replies lost or cut");
+    assert!(got == expected, "replies cut or out of order");
+}

@@ -60,7 +60,10 @@ fn a_silent_partial_frame_is_closed_after_the_read_timeout() {
     client.write_all(b"part of a line").unwrap();
     assert!(closed(&mut client), "the partial frame was not timed out");
     let waited = started.elapsed();
-    assert!(waited >= TIMEOUT, "closed after {waited:?}, before the timeout");
+    assert!(
+        waited >= TIMEOUT,
+        "closed after {waited:?}, before the timeout"
+    );
     assert!(waited < LIMIT, "closed only after {waited:?}");
 }
 
@@ -70,7 +73,8 @@ fn a_silent_partial_frame_is_closed_after_the_read_timeout() {
 fn a_trickling_client_is_closed_and_others_stay_fast() {
     let server = line_server();
     let mut slow = server.connect();
-    slow.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(1)))
+        .unwrap();
     let mut normal = server.connect();
     let started = Instant::now();
     let mut was_closed = false;
@@ -81,12 +85,18 @@ fn a_trickling_client_is_closed_and_others_stay_fast() {
         }
         let asked = Instant::now();
         round_trip(&mut normal, b"ping\n");
-        assert!(asked.elapsed() < Duration::from_secs(1), "a normal client waited");
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "a normal client waited"
+        );
         std::thread::sleep(Duration::from_millis(50)); // the trickle's pace, not a sync
     }
     let waited = started.elapsed();
     assert!(was_closed, "a client trickling a frame was never closed");
-    assert!(waited >= TIMEOUT, "closed after {waited:?}, before the timeout");
+    assert!(
+        waited >= TIMEOUT,
+        "closed after {waited:?}, before the timeout"
+    );
     round_trip(&mut normal, b"still served\n");
 }
 

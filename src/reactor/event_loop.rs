@@ -386,14 +386,13 @@ impl<C: Send + Sync + 'static> EventLoopBuilder<C> {
     /// - a read that lacks data (`next(n)`, `until`, ...) fails with `WouldBlock`; returning
     ///   that error (`?`) keeps the connection open, and the handler is called again when more
     ///   input arrived (a frame larger than the input cap still arrives);
-    /// - a write that starts while queued output is at the output cap fails with `WouldBlock`
-    ///   (one that starts under the cap is taken whole); the handler is then not called, and
-    ///   the connection's input is paused, until the poller has sent the queue below the cap —
-    ///   backpressure, not a reset;
-    /// - `flush` never waits: what the socket does not take at once the poller sends later.
-    ///
-    /// Input a handler consumed before a write failed is its own to keep: a handler that
-    /// writes several replies per call should peek, write, then skip.
+    /// - writes are always taken (a reply is never cut in two), and `flush` never waits: what
+    ///   the socket does not take at once the poller sends later;
+    /// - the output cap applies between requests: while the queue is at the cap the handler
+    ///   is not called and the connection's input is paused, until the poller has sent the
+    ///   queue below it — backpressure, not a reset. A handler that answers many pipelined
+    ///   requests per call asks [`ConnWriter::ready`](crate::ConnWriter::ready) before each,
+    ///   which fails with `WouldBlock` at the cap.
     ///
     /// ```
     /// # use netpoll::EventLoop;

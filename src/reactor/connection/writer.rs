@@ -67,10 +67,12 @@ impl<'a> ConnWriter<'a> {
     /// Before adding `n` bytes: fail on a closed connection (or one that can send no more),
     /// and wait for the peer to drain queued output if this write would pass the cap.
     ///
-    /// An inline handler cannot wait on the poller it runs on, so there the cap is checked when
-    /// a write starts: a write that starts under the cap is taken whole (a handler writing one
-    /// reply per call never sees the cap), and past it the write is refused with `WouldBlock`
-    /// until the output drains below the cap, when the handler is called again.
+    /// An inline handler cannot wait on the poller it runs on, and refusing a write would cut
+    /// a reply in two, so there every write is taken; the cap applies between requests
+    /// instead: the handler is not called while the queue is over it, and [`ready`] tells a
+    /// handler working through pipelined requests to stop.
+    ///
+    /// [`ready`]: ConnWriter::ready
     fn make_room(&mut self, n: usize) -> Result<()> {
         let state = self.inner.state.load();
         if state & CLOSED != 0 {
@@ -79,21 +81,35 @@ impl<'a> ConnWriter<'a> {
         if state & OUTPUT_DEAD != 0 {
             return Err(dead_output_error());
         }
-        let queued = self.inner.output.len() + self.writer.malloc_len();
         if self.inner.runs_inline_here() {
-            if queued >= self.inner.output_cap {
-                self.writer.flush();
-                if self.inner.output_blocked() {
-                    return Err(io::Error::new(
-                        ErrorKind::WouldBlock,
-                        "output cap reached: an inline handler is called again once it drains",
-                    ));
-                }
-            }
             return Ok(());
         }
+        let queued = self.inner.output.len() + self.writer.malloc_len();
         if queued > 0 && queued + n > self.inner.output_cap {
             self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the queued output is under the output cap: call it before taking the next
+    /// request off the input, so that a peer that does not read stops the requests rather than
+    /// growing the queue. An inline handler gets `WouldBlock` instead (return it: the handler
+    /// is called again once the poller has sent the queue below the cap, the input paused
+    /// meanwhile).
+    pub fn ready(&mut self) -> Result<()> {
+        self.make_room(0)?;
+        if !self.inner.runs_inline_here() {
+            return Ok(());
+        }
+        let queued = self.inner.output.len() + self.writer.malloc_len();
+        if queued >= self.inner.output_cap {
+            self.writer.flush();
+            if self.inner.output_blocked() {
+                return Err(io::Error::new(
+                    ErrorKind::WouldBlock,
+                    "output cap reached: an inline handler is called again once it drains",
+                ));
+            }
         }
         Ok(())
     }
