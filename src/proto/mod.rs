@@ -12,8 +12,8 @@ use std::io;
 
 use bytes::Bytes;
 
-use crate::buffer::Reader;
-use crate::ConnReader;
+use crate::buffer::{Reader, Writer};
+use crate::{ConnReader, ConnWriter};
 
 pub mod http;
 pub mod resp;
@@ -70,5 +70,45 @@ impl Input for ConnReader<'_> {
     }
     fn skip(&mut self, n: usize) -> io::Result<()> {
         ConnReader::skip(self, n)
+    }
+}
+
+/// Where encoders write replies: a connection's writer, a
+/// [`LinkBuffer`](crate::buffer::LinkBuffer)'s, or a `Vec<u8>`.
+pub trait Output {
+    /// Appends a copy of `data`.
+    fn write_binary(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Appends `data` without copying it, where the output can link it.
+    fn write_direct(&mut self, data: Bytes) -> io::Result<()>;
+}
+
+impl Output for ConnWriter<'_> {
+    fn write_binary(&mut self, data: &[u8]) -> io::Result<()> {
+        ConnWriter::write_binary(self, data)
+    }
+    fn write_direct(&mut self, data: Bytes) -> io::Result<()> {
+        ConnWriter::write_direct(self, data)
+    }
+}
+
+impl Output for Writer<'_> {
+    fn write_binary(&mut self, data: &[u8]) -> io::Result<()> {
+        Writer::write_binary(self, data);
+        Ok(())
+    }
+    fn write_direct(&mut self, data: Bytes) -> io::Result<()> {
+        Writer::write_direct(self, data);
+        Ok(())
+    }
+}
+
+impl Output for Vec<u8> {
+    fn write_binary(&mut self, data: &[u8]) -> io::Result<()> {
+        self.extend_from_slice(data);
+        Ok(())
+    }
+    fn write_direct(&mut self, data: Bytes) -> io::Result<()> {
+        self.extend_from_slice(&data);
+        Ok(())
     }
 }
