@@ -17,6 +17,7 @@ use std::sync::mpsc::channel;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::example::build_example;
 use common::{pattern, LIMIT};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -453,48 +454,6 @@ fn hyper_over_unix_sockets_both_ways() {
         .unwrap();
     let _ = listener.close();
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Example `name`, built for this test's profile and features (a no-op when `cargo test`
-/// built the examples already, as it does).
-fn build_example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let features = if cfg!(feature = "tokio") {
-        "hyper,tokio"
-    } else {
-        "hyper"
-    };
-    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    build
-        .args([
-            "build",
-            "--quiet",
-            "--example",
-            name,
-            "--features",
-            features,
-        ])
-        .arg("--manifest-path")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
-    if profile_dir.file_name() == Some("release".as_ref()) {
-        build.arg("--release");
-    }
-    let mut child = build.spawn().unwrap();
-    let give_up = Instant::now() + Duration::from_secs(600);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > give_up {
-            let _ = child.kill();
-            panic!("building the {name} example took over 10 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "cargo build --example {name}: {status}");
-    profile_dir.join("examples").join(name)
 }
 
 fn examples() -> &'static (PathBuf, PathBuf) {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use netpoll::proto::resp::{
     parse_int, write_array_len, write_bulk, write_error, write_integer, write_null, write_simple,
+    Command,
 };
 use netpoll::proto::Output;
 
@@ -39,9 +40,10 @@ pub fn execute(
     store: &Store,
     config: &Config,
     client: &mut Client,
-    args: &[Bytes],
+    cmd: &Command,
     out: &mut impl Output,
 ) -> io::Result<Next> {
+    let args = Args(cmd);
     let mut name = [0u8; 16];
     let given = &args[0];
     let upper = if given.len() <= name.len() {
@@ -72,10 +74,10 @@ pub fn execute(
     let now = Instant::now();
     match upper {
         b"PING" => match args.get(1) {
-            Some(message) => write_bulk(out, message)?,
+            Some(_) => write_bulk(out, &args.bytes(1))?,
             None => write_simple(out, "PONG")?,
         },
-        b"ECHO" => write_bulk(out, &args[1])?,
+        b"ECHO" => write_bulk(out, &args.bytes(1))?,
         b"QUIT" => {
             write_simple(out, "OK")?;
             return Ok(Next::Close);
@@ -88,12 +90,12 @@ pub fn execute(
         b"GETSET" => {
             let old = store
                 .shard(&args[1])
-                .set(&args[1], args[2].clone(), None, now);
+                .set(&args[1], args.bytes(2), None, now);
             write_optional(out, old.as_ref())?;
         }
         b"MGET" => {
             write_array_len(out, args.len() - 1)?;
-            for key in &args[1..] {
+            for key in args.from(1) {
                 match store.shard(key).get(key, now) {
                     Some(entry) => write_bulk(out, &entry.value)?,
                     None => write_null(out)?,
@@ -104,17 +106,17 @@ pub fn execute(
             if args.len() % 2 == 0 {
                 write_error(out, "ERR wrong number of arguments for 'mset' command")?;
             } else {
-                for pair in args[1..].chunks_exact(2) {
+                for i in (1..args.len()).step_by(2) {
                     store
-                        .shard(&pair[0])
-                        .set(&pair[0], pair[1].clone(), None, now);
+                        .shard(&args[i])
+                        .set(&args[i], args.bytes(i + 1), None, now);
                 }
                 write_simple(out, "OK")?;
             }
         }
         b"DEL" => {
-            let removed = args[1..]
-                .iter()
+            let removed = args
+                .from(1)
                 .filter(|key| {
                     let mut shard = store.shard(key);
                     let live = shard.get(key, now).is_some();
@@ -125,8 +127,8 @@ pub fn execute(
             write_integer(out, removed as i64)?;
         }
         b"EXISTS" => {
-            let found = args[1..]
-                .iter()
+            let found = args
+                .from(1)
                 .filter(|key| store.shard(key).get(key, now).is_some())
                 .count();
             write_integer(out, found as i64)?;
@@ -194,6 +196,35 @@ pub fn execute(
     Ok(Next::Continue)
 }
 
+/// A command's arguments by index; arity is checked first, so an index past the end (an
+/// empty slice) does not happen.
+#[derive(Clone, Copy)]
+pub struct Args<'a>(&'a Command);
+
+impl<'a> Args<'a> {
+    fn len(self) -> usize {
+        self.0.len()
+    }
+    fn get(self, i: usize) -> Option<&'a [u8]> {
+        self.0.get(i)
+    }
+    /// Argument `i` sharing the input's block.
+    fn bytes(self, i: usize) -> Bytes {
+        self.0.bytes(i).unwrap_or_default()
+    }
+    /// The arguments from `i` on.
+    fn from(self, i: usize) -> impl Iterator<Item = &'a [u8]> {
+        self.0.iter().skip(i)
+    }
+}
+
+impl std::ops::Index<usize> for Args<'_> {
+    type Output = [u8];
+    fn index(&self, i: usize) -> &[u8] {
+        self.0.get(i).unwrap_or_default()
+    }
+}
+
 /// Names and Redis's arities (negative: at least that many).
 const COMMANDS: &[(&str, i32)] = &[
     ("GET", 2),
@@ -225,9 +256,9 @@ const COMMANDS: &[(&str, i32)] = &[
 ];
 
 /// `-ERR unknown command 'x', with args beginning with: 'a' 'b' `, as Redis words it.
-fn unknown_command(args: &[Bytes], out: &mut impl Output) -> io::Result<()> {
+fn unknown_command(args: Args<'_>, out: &mut impl Output) -> io::Result<()> {
     let mut listed = String::new();
-    for arg in &args[1..] {
+    for arg in args.from(1) {
         if listed.len() >= 128 {
             break;
         }
@@ -259,7 +290,7 @@ fn write_optional(out: &mut impl Output, entry: Option<&Entry>) -> io::Result<()
 }
 
 /// SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]
-fn set(store: &Store, args: &[Bytes], now: Instant, out: &mut impl Output) -> io::Result<()> {
+fn set(store: &Store, args: Args<'_>, now: Instant, out: &mut impl Output) -> io::Result<()> {
     let (mut nx, mut xx, mut get, mut keep_ttl) = (false, false, false, false);
     let mut expires = None;
     let mut i = 3;
@@ -312,7 +343,7 @@ fn set(store: &Store, args: &[Bytes], now: Instant, out: &mut impl Output) -> io
     if keep_ttl {
         expires = old.as_ref().and_then(|e| e.expires);
     }
-    shard.set(key, args[2].clone(), expires, now);
+    shard.set(key, args.bytes(2), expires, now);
     drop(shard);
     if get {
         write_optional(out, old.as_ref())
@@ -346,7 +377,7 @@ fn deadline_at(n: i64, unit_ms: u64, now: Instant) -> Option<Instant> {
 
 fn incr_by(
     store: &Store,
-    key: &Bytes,
+    key: &[u8],
     by: Result<i64, &'static str>,
     now: Instant,
     out: &mut impl Output,
@@ -374,7 +405,7 @@ fn incr_by(
 /// EXPIRE/PEXPIRE key n [NX | XX | GT | LT]
 fn expire(
     store: &Store,
-    args: &[Bytes],
+    args: Args<'_>,
     unit_ms: u64,
     now: Instant,
     out: &mut impl Output,
@@ -385,7 +416,7 @@ fn expire(
         Err(e) => return write_error(out, e),
     };
     let mut condition = None;
-    for option in &args[3..] {
+    for option in args.from(3) {
         let option = option.to_ascii_uppercase();
         match (&option[..], condition) {
             (b"NX" | b"XX" | b"GT" | b"LT", None) => condition = Some(option),
@@ -443,7 +474,7 @@ fn expire(
 }
 
 /// COMMAND [COUNT | DOCS | INFO ...]: enough for redis-cli's start-up and hints.
-fn command(args: &[Bytes], out: &mut impl Output) -> io::Result<()> {
+fn command(args: Args<'_>, out: &mut impl Output) -> io::Result<()> {
     let sub = args.get(1).map(|s| s.to_ascii_uppercase());
     match sub.as_deref() {
         None | Some(b"INFO") | Some(b"DOCS") | Some(b"LIST") => write_array_len(out, 0),
@@ -453,7 +484,7 @@ fn command(args: &[Bytes], out: &mut impl Output) -> io::Result<()> {
 }
 
 /// CLIENT SETNAME/GETNAME/ID/SETINFO, what clients send on connecting.
-fn client_command(client: &mut Client, args: &[Bytes], out: &mut impl Output) -> io::Result<()> {
+fn client_command(client: &mut Client, args: Args<'_>, out: &mut impl Output) -> io::Result<()> {
     let sub = args[1].to_ascii_uppercase();
     match (&sub[..], args.len()) {
         (b"SETNAME", 3) => {
@@ -463,7 +494,7 @@ fn client_command(client: &mut Client, args: &[Bytes], out: &mut impl Output) ->
                     "ERR Client names cannot contain spaces, newlines or special characters.",
                 );
             }
-            client.name = (!args[2].is_empty()).then(|| args[2].clone());
+            client.name = (!args[2].is_empty()).then(|| args.bytes(2));
             write_simple(out, "OK")
         }
         (b"GETNAME", 2) => match &client.name {
@@ -477,7 +508,7 @@ fn client_command(client: &mut Client, args: &[Bytes], out: &mut impl Output) ->
 }
 
 /// CONFIG GET pattern...: the settings redis-benchmark and redis-cli ask about.
-fn config_command(config: &Config, args: &[Bytes], out: &mut impl Output) -> io::Result<()> {
+fn config_command(config: &Config, args: Args<'_>, out: &mut impl Output) -> io::Result<()> {
     if !args[1].eq_ignore_ascii_case(b"GET") || args.len() < 3 {
         return match args[1].to_ascii_uppercase().as_slice() {
             b"GET" => write_error(
@@ -499,8 +530,7 @@ fn config_command(config: &Config, args: &[Bytes], out: &mut impl Output) -> io:
     let matching: Vec<_> = settings
         .iter()
         .filter(|(name, _)| {
-            args[2..]
-                .iter()
+            args.from(2)
                 .any(|p| glob(&p.to_ascii_lowercase(), name.as_bytes()))
         })
         .collect();
@@ -512,7 +542,7 @@ fn config_command(config: &Config, args: &[Bytes], out: &mut impl Output) -> io:
     Ok(())
 }
 
-fn unknown_subcommand(args: &[Bytes], command: &str, out: &mut impl Output) -> io::Result<()> {
+fn unknown_subcommand(args: Args<'_>, command: &str, out: &mut impl Output) -> io::Result<()> {
     let sub = String::from_utf8_lossy(args.get(1).map_or(&b""[..], |s| s));
     write_error(
         out,

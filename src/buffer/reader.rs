@@ -137,6 +137,15 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The first block's readable bytes: the longest run readable in place, without a copy
+    /// (shorter than [`len`](Reader::len) when the rest lies in later blocks).
+    pub fn front(&mut self) -> &[u8] {
+        if self.side.chunks.is_empty() {
+            self.pull();
+        }
+        self.side.chunks.front().map_or(&[], |chunk| &chunk[..])
+    }
+
     /// The offset of the first `delim` at or after offset `from`, if buffered. (A connection
     /// waiting for a delimiter passes how far it already searched.)
     pub fn find(&mut self, delim: u8, from: usize) -> Option<usize> {

@@ -27,6 +27,9 @@ pub trait Input {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The first block of what is readable now: bytes to look at in place, without a copy
+    /// (shorter than [`len`](Input::len) when the rest lies in later blocks).
+    fn front(&mut self) -> &[u8];
     /// The offset of the first `delim` at or after `from`, among the bytes readable now.
     fn find(&mut self, delim: u8, from: usize) -> Option<usize>;
     /// The next `n` bytes, left in place (shared when they lie in one block, else copied).
@@ -40,6 +43,9 @@ pub trait Input {
 impl Input for Reader<'_> {
     fn len(&self) -> usize {
         Reader::len(self)
+    }
+    fn front(&mut self) -> &[u8] {
+        Reader::front(self)
     }
     fn find(&mut self, delim: u8, from: usize) -> Option<usize> {
         Reader::find(self, delim, from)
@@ -58,6 +64,9 @@ impl Input for Reader<'_> {
 impl Input for ConnReader<'_> {
     fn len(&self) -> usize {
         ConnReader::len(self)
+    }
+    fn front(&mut self) -> &[u8] {
+        ConnReader::front(self)
     }
     fn find(&mut self, delim: u8, from: usize) -> Option<usize> {
         ConnReader::find(self, delim, from)

@@ -65,10 +65,84 @@ impl Default for Limits {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
     /// A whole command: its name and arguments.
-    Command(Vec<Bytes>),
+    Command(Command),
     /// No whole command yet: nothing more can be parsed until this many bytes are buffered
     /// (what a connection's reader should `fill` to).
     Incomplete(usize),
+}
+
+/// A command's name and arguments (at least one), sharing the input's blocks.
+#[derive(Clone, Debug, Default)]
+pub struct Command {
+    /// A command that arrived in one block: taken whole, its arguments spans of it, so that
+    /// taking it costs one hand-off however many arguments it has.
+    frame: Bytes,
+    /// (offset, length) of each argument in `frame`.
+    spans: Vec<(usize, usize)>,
+    /// The arguments of a command that did not lie in one block (or came inline), each taken
+    /// on its own; `frame` is then empty.
+    parts: Vec<Bytes>,
+}
+
+impl Command {
+    /// A command of these arguments.
+    pub fn new(args: Vec<Bytes>) -> Command {
+        Command {
+            parts: args,
+            ..Command::default()
+        }
+    }
+
+    /// The number of arguments, the name included.
+    pub fn len(&self) -> usize {
+        if self.spans.is_empty() {
+            self.parts.len()
+        } else {
+            self.spans.len()
+        }
+    }
+
+    /// True for no arguments (a parsed command always has its name).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Argument `i` (0 is the command's name), if there is one.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        if self.spans.is_empty() {
+            return self.parts.get(i).map(|part| &part[..]);
+        }
+        let &(at, len) = self.spans.get(i)?;
+        Some(&self.frame[at..at + len])
+    }
+
+    /// Argument `i` as `Bytes` that share the input's block (no copy), if there is one.
+    pub fn bytes(&self, i: usize) -> Option<Bytes> {
+        if self.spans.is_empty() {
+            return self.parts.get(i).cloned();
+        }
+        let &(at, len) = self.spans.get(i)?;
+        Some(self.frame.slice(at..at + len))
+    }
+
+    /// The arguments in order, the name first.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
+
+impl PartialEq for Command {
+    fn eq(&self, other: &Command) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Command {}
+
+impl<const N: usize> PartialEq<[&[u8]; N]> for Command {
+    fn eq(&self, other: &[&[u8]; N]) -> bool {
+        self.iter().eq(other.iter().copied())
+    }
 }
 
 /// Input that breaks the protocol. The connection cannot be resynchronised: reply with
@@ -158,9 +232,18 @@ impl Parser {
                         };
                         let args = split_inline(&line)?;
                         if !args.is_empty() {
-                            return Ok(Frame::Command(args));
+                            return Ok(Frame::Command(Command::new(args)));
                         }
                         continue; // an empty line: Redis ignores it
+                    }
+                    let mut spans = Vec::new();
+                    if let Some(total) = scan_whole(input.front(), &self.limits, &mut spans) {
+                        let frame = input.next(total).map_err(internal)?;
+                        return Ok(Frame::Command(Command {
+                            frame,
+                            spans,
+                            parts: Vec::new(),
+                        }));
                     }
                     let Some(line) = self.line(input, "too big mbulk count string")? else {
                         return Ok(Frame::Incomplete(input.len() + 1));
@@ -213,7 +296,7 @@ impl Parser {
                     self.args.push(data);
                     if left == 1 {
                         self.state = State::Start;
-                        return Ok(Frame::Command(std::mem::take(&mut self.args)));
+                        return Ok(Frame::Command(Command::new(std::mem::take(&mut self.args))));
                     }
                     self.state = State::Header { left: left - 1 };
                 }
@@ -241,6 +324,46 @@ impl Parser {
             }
         }
     }
+}
+
+/// The fast path: a whole, well-formed multibulk command at the start of `block`. Returns its
+/// length and fills `spans`; `None` when it is not all there or anything is off (the
+/// incremental path then takes it piece by piece, and reports what is wrong).
+fn scan_whole(block: &[u8], limits: &Limits, spans: &mut Vec<(usize, usize)>) -> Option<usize> {
+    let (count, mut at) = header(block, 0, b'*')?;
+    if count <= 0 || count > limits.max_args as i64 {
+        return None;
+    }
+    let mut total = 0usize;
+    for _ in 0..count {
+        let (len, data) = header(block, at, b'$')?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&n| n <= limits.max_bulk_len)?;
+        total = total
+            .checked_add(len)
+            .filter(|&n| n <= limits.max_command_len)?;
+        let end = data.checked_add(len)?;
+        if block.get(end..end + 2)? != b"\r\n" {
+            return None;
+        }
+        spans.push((data, len));
+        at = end + 2;
+    }
+    Some(at)
+}
+
+/// `prefix`, an integer and CRLF at `at` in `block`: the integer and where the next part
+/// starts.
+fn header(block: &[u8], at: usize, prefix: u8) -> Option<(i64, usize)> {
+    if *block.get(at)? != prefix {
+        return None;
+    }
+    let rest = block.get(at + 1..)?;
+    // A count is at most 20 characters: a longer search would only find trouble.
+    let newline = rest.iter().take(24).position(|&b| b == b'\n')?;
+    let digits = rest[..newline].strip_suffix(b"\r")?;
+    Some((parse_int(digits)?, at + 1 + newline + 1))
 }
 
 /// The next byte, left in place.
@@ -365,37 +488,50 @@ const LINK_MIN: usize = 1024;
 
 /// `+text\r\n`.
 pub fn write_simple(out: &mut impl Output, text: &str) -> io::Result<()> {
-    out.write_binary(b"+")?;
-    out.write_binary(text.as_bytes())?;
-    out.write_binary(b"\r\n")
+    write_framed(out, b"+", text.as_bytes())
 }
 
 /// `-message\r\n`; `message` starts with its code (`ERR ...`, `WRONGTYPE ...`). Line breaks
 /// in it become spaces, as Redis makes them.
 pub fn write_error(out: &mut impl Output, message: &str) -> io::Result<()> {
-    out.write_binary(b"-")?;
     if message.contains(['\r', '\n']) {
-        out.write_binary(message.replace(['\r', '\n'], " ").as_bytes())?;
-    } else {
-        out.write_binary(message.as_bytes())?;
+        return write_framed(out, b"-", message.replace(['\r', '\n'], " ").as_bytes());
     }
-    out.write_binary(b"\r\n")
+    write_framed(out, b"-", message.as_bytes())
 }
 
 /// `:n\r\n`.
 pub fn write_integer(out: &mut impl Output, n: i64) -> io::Result<()> {
-    write_prefixed(out, b':', n)
+    let mut text = [0u8; 24];
+    out.write_binary(prefixed(&mut text, b':', n))
 }
 
 /// `$len\r\n` + `data` + `\r\n`; a long value is linked, not copied.
 pub fn write_bulk(out: &mut impl Output, data: &Bytes) -> io::Result<()> {
-    write_prefixed(out, b'$', data.len() as i64)?;
+    let mut text = [0u8; 24];
+    let header = prefixed(&mut text, b'$', data.len() as i64);
     if data.len() >= LINK_MIN {
+        out.write_binary(header)?;
         out.write_direct(data.clone())?;
-    } else {
-        out.write_binary(data)?;
+        return out.write_binary(b"\r\n");
     }
-    out.write_binary(b"\r\n")
+    write_framed(out, header, data)
+}
+
+/// `head`, `body`, `\r\n` in one write when short (most replies): one call into the output
+/// instead of three.
+fn write_framed(out: &mut impl Output, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let mut reply = [0u8; LINK_MIN + 32];
+    let len = head.len() + body.len() + 2;
+    if len > reply.len() {
+        out.write_binary(head)?;
+        out.write_binary(body)?;
+        return out.write_binary(b"\r\n");
+    }
+    reply[..head.len()].copy_from_slice(head);
+    reply[head.len()..len - 2].copy_from_slice(body);
+    reply[len - 2..len].copy_from_slice(b"\r\n");
+    out.write_binary(&reply[..len])
 }
 
 /// The null bulk string, `$-1\r\n`.
@@ -405,15 +541,14 @@ pub fn write_null(out: &mut impl Output) -> io::Result<()> {
 
 /// An array's header, `*n\r\n`; its `n` elements follow.
 pub fn write_array_len(out: &mut impl Output, n: usize) -> io::Result<()> {
-    write_prefixed(out, b'*', n as i64)
+    let mut text = [0u8; 24];
+    out.write_binary(prefixed(&mut text, b'*', n as i64))
 }
 
-/// `prefix`, `n` in decimal, `\r\n`, formatted without allocating.
-fn write_prefixed(out: &mut impl Output, prefix: u8, n: i64) -> io::Result<()> {
-    let mut text = [0u8; 24];
-    let mut at = text.len();
-    text[at - 2..].copy_from_slice(b"\r\n");
-    at -= 2;
+/// `prefix`, `n` in decimal, `\r\n`, formatted in `text` without allocating.
+fn prefixed(text: &mut [u8; 24], prefix: u8, n: i64) -> &[u8] {
+    let mut at = text.len() - 2;
+    text[at..].copy_from_slice(b"\r\n");
     let mut magnitude = n.unsigned_abs();
     loop {
         at -= 1;
@@ -429,7 +564,7 @@ fn write_prefixed(out: &mut impl Output, prefix: u8, n: i64) -> io::Result<()> {
     }
     at -= 1;
     text[at] = prefix;
-    out.write_binary(&text[at..])
+    &text[at..]
 }
 
 #[cfg(test)]

@@ -119,6 +119,15 @@ impl<'a> ConnReader<'a> {
         self.reader.find(delim, from).filter(|&at| at < available)
     }
 
+    /// The first block of what is buffered now: bytes a parser can look at in place. Never
+    /// waits; shorter than [`len`](ConnReader::len) when the rest lies in later blocks.
+    pub fn front(&mut self) -> &[u8] {
+        let available = self.len();
+        let front = self.reader.front();
+        // Only counted bytes (see `until`).
+        &front[..front.len().min(available)]
+    }
+
     /// Takes bytes up to and including `delim`, waiting until it arrives.
     pub fn until(&mut self, delim: u8) -> Result<Bytes> {
         let mut searched = 0;
