@@ -10,7 +10,7 @@ use netpoll::proto::resp::{
 };
 use netpoll::proto::Output;
 
-use crate::store::{Entry, Store};
+use crate::store::{Entry, Now, Store};
 
 /// What the connection does after a command.
 pub enum Next {
@@ -71,7 +71,7 @@ pub fn execute(
         )?;
         return Ok(Next::Continue);
     }
-    let now = Instant::now();
+    let now = &Now::default();
     match upper {
         b"PING" => match args.get(1) {
             Some(_) => write_bulk(out, &args.bytes(1))?,
@@ -151,7 +151,7 @@ pub fn execute(
                 Some(Entry {
                     expires: Some(at), ..
                 }) => {
-                    let left = at.saturating_duration_since(now).as_millis() as i64;
+                    let left = at.saturating_duration_since(now.get()).as_millis() as i64;
                     // TTL rounds to the nearest second, as Redis does.
                     if upper == b"TTL" {
                         (left + 500) / 1000
@@ -290,7 +290,7 @@ fn write_optional(out: &mut impl Output, entry: Option<&Entry>) -> io::Result<()
 }
 
 /// SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]
-fn set(store: &Store, args: Args<'_>, now: Instant, out: &mut impl Output) -> io::Result<()> {
+fn set(store: &Store, args: Args<'_>, now: &Now, out: &mut impl Output) -> io::Result<()> {
     let (mut nx, mut xx, mut get, mut keep_ttl) = (false, false, false, false);
     let mut expires = None;
     let mut i = 3;
@@ -332,6 +332,11 @@ fn set(store: &Store, args: Args<'_>, now: Instant, out: &mut impl Output) -> io
     }
     let key = &args[1];
     let mut shard = store.shard(key);
+    if !(nx || xx || get || keep_ttl) {
+        shard.set(key, args.bytes(2), expires, now);
+        drop(shard);
+        return write_simple(out, "OK");
+    }
     let old = shard.get(key, now).cloned();
     if (nx && old.is_some()) || (xx && old.is_none()) {
         return if get {
@@ -353,24 +358,25 @@ fn set(store: &Store, args: Args<'_>, now: Instant, out: &mut impl Output) -> io
 }
 
 /// `n` units of `unit_ms` from now; `None` on overflow.
-fn deadline_in(n: i64, unit_ms: u64, now: Instant) -> Option<Instant> {
+fn deadline_in(n: i64, unit_ms: u64, now: &Now) -> Option<Instant> {
     let ms = u64::try_from(n).ok()?.checked_mul(unit_ms)?;
-    now.checked_add(Duration::from_millis(ms))
+    now.get().checked_add(Duration::from_millis(ms))
 }
 
 /// A Unix time of `n` units of `unit_ms` as an `Instant` (in the past if it has passed).
-fn deadline_at(n: i64, unit_ms: u64, now: Instant) -> Option<Instant> {
+fn deadline_at(n: i64, unit_ms: u64, now: &Now) -> Option<Instant> {
     let at_ms = u64::try_from(n).ok()?.checked_mul(unit_ms)?;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .ok()?
         .as_millis() as u64;
     if at_ms >= now_ms {
-        now.checked_add(Duration::from_millis(at_ms - now_ms))
+        now.get().checked_add(Duration::from_millis(at_ms - now_ms))
     } else {
         Some(
-            now.checked_sub(Duration::from_millis(now_ms - at_ms))
-                .unwrap_or(now),
+            now.get()
+                .checked_sub(Duration::from_millis(now_ms - at_ms))
+                .unwrap_or(now.get()),
         )
     }
 }
@@ -379,7 +385,7 @@ fn incr_by(
     store: &Store,
     key: &[u8],
     by: Result<i64, &'static str>,
-    now: Instant,
+    now: &Now,
     out: &mut impl Output,
 ) -> io::Result<()> {
     let by = match by {
@@ -407,7 +413,7 @@ fn expire(
     store: &Store,
     args: Args<'_>,
     unit_ms: u64,
-    now: Instant,
+    now: &Now,
     out: &mut impl Output,
 ) -> io::Result<()> {
     let name = if unit_ms == 1000 { "expire" } else { "pexpire" };
@@ -451,7 +457,7 @@ fn expire(
         return write_integer(out, 0);
     };
     // GT/LT compare with the current deadline, no deadline counting as infinite.
-    let new_at = at.unwrap_or(now);
+    let new_at = at.unwrap_or_else(|| now.get());
     let applies = match condition.as_deref() {
         None => true,
         Some(b"NX") => current.is_none(),

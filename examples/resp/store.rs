@@ -1,5 +1,6 @@
 //! The key space: string values in shards, each a hash map plus its keys by expiry time.
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -29,8 +30,8 @@ pub struct Shard {
 
 impl Shard {
     /// The live entry for `key`; an expired one is removed on the way (lazy expiry).
-    pub fn get(&mut self, key: &[u8], now: Instant) -> Option<&Entry> {
-        let expired = self.map.get(key)?.expires.is_some_and(|at| at <= now);
+    pub fn get(&mut self, key: &[u8], now: &Now) -> Option<&Entry> {
+        let expired = self.map.get(key)?.expires.is_some_and(|at| at <= now.get());
         if expired {
             self.remove(key);
             return None;
@@ -44,27 +45,35 @@ impl Shard {
         key: &[u8],
         value: Bytes,
         expires: Option<Instant>,
-        now: Instant,
+        now: &Now,
     ) -> Option<Entry> {
-        let old = self
-            .remove(key)
-            .filter(|e| e.expires.is_none_or(|at| at > now));
-        let key = Bytes::copy_from_slice(key);
-        if let Some(at) = expires {
-            self.deadlines.insert((at, key.clone()));
+        let entry = Entry {
+            value: own(value),
+            expires,
+        };
+        // In place when the key exists: one hash, no new key.
+        let Some(slot) = self.map.get_mut(key) else {
+            let key = Bytes::copy_from_slice(key);
+            if let Some(at) = expires {
+                self.deadlines.insert((at, key.clone()));
+            }
+            self.map.insert(key, entry);
+            return None;
+        };
+        let old = std::mem::replace(slot, entry);
+        if old.expires != expires {
+            if let Some(at) = old.expires {
+                self.deadlines.remove(&(at, Bytes::copy_from_slice(key)));
+            }
+            if let Some(at) = expires {
+                self.deadlines.insert((at, Bytes::copy_from_slice(key)));
+            }
         }
-        self.map.insert(
-            key,
-            Entry {
-                value: own(value),
-                expires,
-            },
-        );
-        old
+        old.expires.is_none_or(|at| at > now.get()).then_some(old)
     }
 
     /// Sets (or with `None` clears) the deadline of a live key; false if there is none.
-    pub fn set_expiry(&mut self, key: &[u8], expires: Option<Instant>, now: Instant) -> bool {
+    pub fn set_expiry(&mut self, key: &[u8], expires: Option<Instant>, now: &Now) -> bool {
         let Some(entry) = self.get(key, now).cloned() else {
             return false;
         };
@@ -102,6 +111,23 @@ impl Shard {
 
     fn len(&self) -> usize {
         self.map.len()
+    }
+}
+
+/// The time, read once per command and only if a deadline needs it.
+#[derive(Default)]
+pub struct Now(Cell<Option<Instant>>);
+
+impl Now {
+    pub fn get(&self) -> Instant {
+        match self.0.get() {
+            Some(now) => now,
+            None => {
+                let now = Instant::now();
+                self.0.set(Some(now));
+                now
+            }
+        }
     }
 }
 

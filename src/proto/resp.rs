@@ -521,7 +521,8 @@ pub fn write_bulk(out: &mut impl Output, data: &Bytes) -> io::Result<()> {
 /// `head`, `body`, `\r\n` in one write when short (most replies): one call into the output
 /// instead of three.
 fn write_framed(out: &mut impl Output, head: &[u8], body: &[u8]) -> io::Result<()> {
-    let mut reply = [0u8; LINK_MIN + 32];
+    // Small: the whole array is zeroed on every call.
+    let mut reply = [0u8; 96];
     let len = head.len() + body.len() + 2;
     if len > reply.len() {
         out.write_binary(head)?;
