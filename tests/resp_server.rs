@@ -407,6 +407,26 @@ fn a_declared_huge_bulk_holds_no_memory_and_times_out() {
     assert_eq!(other.call(&["PING"]), Simple("PONG".into()));
 }
 
+/// The read timeout bounds a command left incomplete, not the quiet between commands.
+#[test]
+fn the_read_timeout_does_not_close_an_idle_client() {
+    let server = start(&["--read-timeout-ms", "300"]);
+    let mut c = Client::connect(&server);
+    assert_eq!(c.call(&["PING"]), Simple("PONG".into()));
+    // Idle for five read timeouts (bounded by the client's own read timeout).
+    c.reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match c.reader.read(&mut byte) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("an idle client was closed or answered: {other:?}"),
+    }
+    c.reader.get_ref().set_read_timeout(Some(LIMIT)).unwrap();
+    assert_eq!(c.call(&["PING"]), Simple("PONG".into()));
+}
+
 /// Redis's `timeout`: idle clients are closed.
 #[test]
 fn idle_clients_are_closed_after_the_timeout() {

@@ -148,6 +148,8 @@ fn serve(
                     Err(e) => break Err(e),
                 }
             }
+            // Everything answered and nothing of a next command here: not a partial frame.
+            Ok(Frame::Incomplete(_)) if parser.is_idle() && reader.is_empty() => break Ok(()),
             Ok(Frame::Incomplete(need)) => {
                 // Replies so far go out before any wait (inline: `fill` never waits).
                 writer.flush()?;

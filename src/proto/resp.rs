@@ -217,6 +217,13 @@ impl Parser {
         }
     }
 
+    /// True between commands: nothing of a next command has been consumed. With nothing
+    /// buffered either, a connection has no partial frame (an inline handler then returns
+    /// `Ok` rather than `fill`ing for one more byte, which would start the read timeout).
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Start && self.searched == 0
+    }
+
     /// Takes the next whole command off `input`, or says how many bytes it needs first.
     /// Consumes what it has parsed either way (its place is kept for the next call).
     pub fn parse(&mut self, input: &mut impl Input) -> Result<Frame, ProtocolError> {

@@ -285,7 +285,9 @@ impl<C: Send + Sync + 'static> EventLoopBuilder<C> {
     /// Bounds how long a read waits for data (default: no bound). Inline handlers never wait:
     /// for them it bounds how long a frame may stay partial, from the first call that returned
     /// `WouldBlock` for more input until a call consumes input again; then the connection is
-    /// closed (`TimedOut`). That also ends a client that trickles a frame byte by byte.
+    /// closed (`TimedOut`). That also ends a client that trickles a frame byte by byte; a
+    /// frame the handler waits for whole (a 64 MiB bulk, say) must arrive within it, so set
+    /// it for the slowest link a large frame must cross.
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
         self.options.read_timeout = Some(timeout);
         self

@@ -811,18 +811,22 @@ impl ConnInner {
     /// call that waited without consuming anything since. (A thread or coroutine handler's
     /// reads wait, and each wait has the timeout instead.)
     pub(crate) fn track_partial_frame(self: &Arc<Self>) {
-        let Some(timeout) = self.read_timeout() else {
-            return;
-        };
         if self.inline_want.load(Ordering::SeqCst) == 0 {
             self.partial_since.store(0, Ordering::SeqCst);
             return;
         }
+        let Some(timeout) = self.read_timeout() else {
+            return;
+        };
         let consumed = self.consumed.load(Ordering::SeqCst);
-        if self.partial_since.load(Ordering::SeqCst) != 0
-            && self.partial_consumed.load(Ordering::SeqCst) == consumed
-        {
-            return; // the same frame, still waiting: its deadline stands
+        let since = self.partial_since.load(Ordering::SeqCst);
+        if since != 0 && self.partial_consumed.load(Ordering::SeqCst) == consumed {
+            // The same frame, still waiting: its deadline stands (and has a timer).
+            if !self.partial_timer.swap(true, Ordering::SeqCst) {
+                let waited = Duration::from_millis(now_ms().saturating_sub(since));
+                self.arm_partial_timer(Instant::now() + timeout.saturating_sub(waited));
+            }
+            return;
         }
         self.partial_consumed.store(consumed, Ordering::SeqCst);
         self.partial_since.store(now_ms().max(1), Ordering::SeqCst);
@@ -849,6 +853,13 @@ impl ConnInner {
                     return;
                 };
                 let since = inner.partial_since.load(Ordering::SeqCst);
+                if since != 0 && inner.state.has(OUTPUT_FULL) {
+                    // Our own backpressure paused the input: the rest of the frame may be
+                    // waiting in the kernel. The clock restarts once the output drains.
+                    inner.partial_since.store(now_ms().max(1), Ordering::SeqCst);
+                    inner.arm_partial_timer(Instant::now() + timeout);
+                    return;
+                }
                 if since != 0 {
                     let waited = Duration::from_millis(now_ms().saturating_sub(since));
                     if waited >= timeout {

@@ -43,7 +43,16 @@ impl ConnInner {
             return;
         }
         match &self.executor {
-            Executor::Inline => Arc::clone(self).process(),
+            Executor::Inline if self.runs_inline_here() => Arc::clone(self).process(),
+            Executor::Inline => {
+                // Not on this connection's poller (the acceptor's, for on_connect): a handler
+                // here would block that thread. Run it where it never waits.
+                let inner = Arc::clone(self);
+                if self.poller.execute(move || inner.process()).is_err() {
+                    self.state.clear(PROCESSING);
+                    self.close_with(ErrorKind::Other);
+                }
+            }
             Executor::Coroutine => {
                 let task = HandlerTask(Some(Arc::clone(self)));
                 let body = Box::new(move || task.run());
@@ -137,6 +146,11 @@ impl ConnInner {
             let consumed_before = self.consumed.load(Ordering::SeqCst);
             if seen == consumed_before {
                 return (seen, false); // nothing buffered
+            }
+            if inline {
+                // What this call asks for, not what an earlier one did (`until` and the other
+                // calls that find their bytes never clear it).
+                self.inline_want.store(0, Ordering::SeqCst);
             }
             match panic::catch_unwind(AssertUnwindSafe(|| on_request.call(conn))) {
                 Ok(Ok(())) => {}

@@ -106,7 +106,10 @@ impl<'a> ConnReader<'a> {
     }
 
     /// Waits until at least `n` bytes are buffered, taking none: what a parser calls once it
-    /// knows how long the rest of its frame is.
+    /// knows how long the rest of its frame is. For an inline handler this is the
+    /// `WouldBlock` that starts the read timeout's clock for a partial frame, so a handler
+    /// that has answered everything and holds no partial frame returns `Ok` instead of asking
+    /// for one more byte.
     pub fn fill(&mut self, n: usize) -> Result<()> {
         self.wait_for(n)
     }

@@ -95,7 +95,8 @@ impl<'a> ConnWriter<'a> {
     /// request off the input, so that a peer that does not read stops the requests rather than
     /// growing the queue. An inline handler gets `WouldBlock` instead (return it: the handler
     /// is called again once the poller has sent the queue below the cap, the input paused
-    /// meanwhile).
+    /// meanwhile). It covers this writer's own connection: a handler writing to other
+    /// connections bounds those itself.
     pub fn ready(&mut self) -> Result<()> {
         self.make_room(0)?;
         if !self.inner.runs_inline_here() {
