@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{TestServer, LIMIT};
-use netpoll::proto::resp::{Frame, Parser};
 use netpoll::{Connection, EventLoop};
 
 /// True once the server closed `client` (EOF or reset) within the client's read timeout.
