@@ -151,7 +151,6 @@ fn chunk_size(line: &[u8]) -> Result<u64, HttpError> {
 
 /// RFC 9110 token characters.
 fn is_token(name: &[u8]) -> bool {
-    name.iter().all(|&b| {
-        b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-    })
+    name.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }

@@ -125,8 +125,7 @@ impl RequestHead {
     pub fn path(&self) -> &[u8] {
         let mut target = &self.target[..];
         for scheme in [&b"http://"[..], b"https://"] {
-            if target.len() >= scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme)
-            {
+            if target.len() >= scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
                 let rest = &target[scheme.len()..];
                 target = match rest.iter().position(|&b| b == b'/') {
                     Some(slash) => &rest[slash..],
@@ -406,7 +405,9 @@ impl Framing {
             return Err(HttpError::BadRequest("Transfer-Encoding in HTTP/1.0"));
         }
         if !self.chunked_last || self.chunked_count > 1 {
-            return Err(HttpError::BadRequest("chunked must be the last coding, once"));
+            return Err(HttpError::BadRequest(
+                "chunked must be the last coding, once",
+            ));
         }
         if self.other_coding {
             return Err(HttpError::UnsupportedEncoding);
@@ -417,7 +418,10 @@ impl Framing {
 
 /// The non-empty items of a comma-separated field value, trimmed.
 fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(trim).filter(|item| !item.is_empty())
+    value
+        .split(|&b| b == b',')
+        .map(trim)
+        .filter(|item| !item.is_empty())
 }
 
 fn trim(mut value: &[u8]) -> &[u8] {
