@@ -80,11 +80,13 @@ impl ChunkedDecoder {
                     }
                 }
                 State::DataEnd => {
-                    if input.len() < 2 {
-                        return Ok(Parsed::Incomplete(2));
-                    }
-                    if input.peek(2).map_err(input_error)? != b"\r\n"[..] {
+                    // A wrong first byte is refused without waiting for the second.
+                    let have = input.len().min(2);
+                    if have > 0 && input.peek(have).map_err(input_error)? != b"\r\n"[..have] {
                         return Err(HttpError::BadRequest("chunk data not followed by CRLF"));
+                    }
+                    if have < 2 {
+                        return Ok(Parsed::Incomplete(2));
                     }
                     input.skip(2).map_err(input_error)?;
                     self.state = State::Size;

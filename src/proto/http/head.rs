@@ -77,7 +77,7 @@ pub enum BodyKind {
 
 /// A parsed request head. Holds the head's bytes (shared with the input when they lie in one
 /// block); the fields a server needs for framing and routing are decoded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
     raw: Bytes,
     method: Method,
