@@ -9,48 +9,13 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::channel;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-use common::LIMIT;
+use common::{build_example, LIMIT};
 
 /// The echo example, built fresh (once per test run).
 fn example() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| build_example("echo")).clone()
-}
-
-/// Example `name`, built fresh: `cargo test --test example_echo` alone does not build examples
-/// (and one left over from an earlier build may be stale), so this runs `cargo build --example
-/// NAME` for this test's profile, which is a quick no-op when `cargo test` built it.
-fn build_example(name: &str) -> PathBuf {
-    // Test binaries live in target/<profile>/deps; examples in target/<profile>/examples.
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    build
-        .args(["build", "--quiet", "--example", name, "--manifest-path"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
-    if profile_dir.file_name() == Some("release".as_ref()) {
-        build.arg("--release");
-    }
-    let mut child = build.spawn().unwrap();
-    // Bounded, with room for a cold build on a loaded machine.
-    let give_up = Instant::now() + Duration::from_secs(600);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > give_up {
-            let _ = child.kill();
-            panic!("building the {name} example took over 10 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "cargo build --example {name}: {status}");
-    let example = profile_dir.join("examples").join(name);
-    assert!(example.exists(), "no example at {}", example.display());
-    example
 }
 
 /// Runs the example with `args` to completion (bounded by LIMIT): (exit code, stdout, stderr).

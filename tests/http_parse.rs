@@ -364,6 +364,7 @@ fn content_length_bodies() {
         drop(writer);
         sent += 1000;
         done = decoder.decode(&mut input.reader(), &mut body).unwrap() == Parsed::Complete(());
+        assert_eq!(done, sent == 100_000, "after {sent} bytes");
     }
     assert!(done);
     assert_eq!(body.len(), 100_000);

@@ -175,3 +175,38 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Example `name`, built fresh: `cargo test --test example_echo` alone does not build examples
+/// (and one left over from an earlier build may be stale), so this runs `cargo build --example
+/// NAME` for this test's profile, which is a quick no-op when `cargo test` built it.
+pub fn build_example(name: &str) -> std::path::PathBuf {
+    // Test binaries live in target/<profile>/deps; examples in target/<profile>/examples.
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let mut build =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    build
+        .args(["build", "--quiet", "--example", name, "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
+    if profile_dir.file_name() == Some("release".as_ref()) {
+        build.arg("--release");
+    }
+    let mut child = build.spawn().unwrap();
+    // Bounded, with room for a cold build on a loaded machine.
+    let give_up = std::time::Instant::now() + Duration::from_secs(600);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > give_up {
+            let _ = child.kill();
+            panic!("building the {name} example took over 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "cargo build --example {name}: {status}");
+    let example = profile_dir.join("examples").join(name);
+    assert!(example.exists(), "no example at {}", example.display());
+    example
+}

@@ -45,7 +45,7 @@ impl BodyDecoder {
     ) -> Result<Parsed<()>, HttpError> {
         match self {
             BodyDecoder::Length(remaining) => {
-                if *remaining > 0 {
+                while *remaining > 0 {
                     if let Parsed::Incomplete(need) = take_data(input, remaining, body)? {
                         return Ok(Parsed::Incomplete(need));
                     }
