@@ -408,33 +408,17 @@ fn error_statuses() {
 #[test]
 fn a_slow_client_is_closed_by_the_read_timeout() {
     let server = Server::start(&["--read-timeout", "0.5"]);
-    let slow_head = |client: &mut Client, stop: &std::sync::atomic::AtomicBool| {
-        client.send(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n");
-        // One header byte every 50 ms (pacing, not synchronisation): never the blank line.
-        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-            if client.stream.write_all(b"X").is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    let slow_body = |client: &mut Client, stop: &std::sync::atomic::AtomicBool| {
-        client.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n");
-        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-            if client.stream.write_all(b"X").is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    for trickle in [slow_head, slow_body] {
+    // A head never finished, and a body far from finished.
+    let slow_head: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: t\r\n";
+    let slow_body: &[u8] = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n";
+    for start in [slow_head, slow_body] {
         let mut slow = server.connect();
         let mut watcher = BufReader::new(slow.stream.try_clone().unwrap());
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let started = Instant::now();
         let trickler = {
             let stop = stop.clone();
-            std::thread::spawn(move || trickle(&mut slow, &stop))
+            std::thread::spawn(move || trickle(&mut slow, start, &stop))
         };
         // Meanwhile a normal client's requests are answered at once.
         let mut normal = server.connect();
@@ -465,6 +449,18 @@ fn a_slow_client_is_closed_by_the_read_timeout() {
         assert!(waited < Duration::from_secs(3), "closed after {waited:?}");
         // The normal client is still served.
         assert_eq!(normal.get("/json").status, 200);
+    }
+}
+
+/// Sends `start`, then one more byte every 50 ms (pacing, not synchronisation) until `stop` or
+/// the server closes.
+fn trickle(client: &mut Client, start: &[u8], stop: &std::sync::atomic::AtomicBool) {
+    client.send(start);
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if client.stream.write_all(b"X").is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
