@@ -2,20 +2,24 @@
 //!
 //! `cargo run --release -p netpoll-bench` runs every server (each in its own child process)
 //! through every scenario, alternating servers over several rounds, and prints one table of
-//! medians. `serve`, `load` and `idle` expose the parts.
+//! medians. `serve`, `load` and `idle` expose the parts. `resp` and `http` drive real
+//! protocol servers with real clients (redis-benchmark, wrk) the same way.
 
+mod compare;
+mod http;
 mod load;
 mod parse;
 mod plot;
+mod procs;
 mod report;
+mod resp;
 mod servers;
 mod sys;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -23,10 +27,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use load::{LoadResult, LoadSpec};
 use parse::Target;
+use procs::ServerProcess;
 use report::{Failure, Meta, Report, Sample};
 
 #[derive(Parser)]
-#[command(about = "Echo benchmark of netpoll against tokio, std threads and raw epoll")]
+#[command(
+    about = "Echo benchmark of netpoll against tokio, std threads and raw epoll; `resp` and `http` drive real servers with redis-benchmark and wrk"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -63,15 +70,45 @@ struct RunArgs {
     /// Also draw CPU us/request and p99 per server and scenario into an SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    #[command(flatten)]
+    pin: PinArgs,
+}
+
+/// Where the servers and the load (or the clients) run.
+#[derive(clap::Args, Clone)]
+pub struct PinArgs {
     /// CPU for the servers.
     #[arg(long, default_value_t = 0)]
     server_cpu: usize,
-    /// CPU for the load generator.
+    /// CPU for the load generator (or the external clients).
     #[arg(long, default_value_t = 1)]
     load_cpu: usize,
     /// Do not pin servers and load to CPUs.
     #[arg(long)]
     no_pin: bool,
+}
+
+impl PinArgs {
+    /// (server CPU, load CPU) to pin to, or `None`: `--no-pin`, or a single CPU. A CPU
+    /// this machine does not have is an error.
+    pub fn resolve(&self) -> Result<Option<(usize, usize)>, String> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.no_pin || cores < 2 {
+            return Ok(None);
+        }
+        for (flag, cpu) in [
+            ("--server-cpu", self.server_cpu),
+            ("--load-cpu", self.load_cpu),
+        ] {
+            if cpu >= cores {
+                return Err(format!(
+                    "{flag} {cpu}: this machine has {cores} CPUs (0 to {}); or use --no-pin",
+                    cores - 1
+                ));
+            }
+        }
+        Ok(Some((self.server_cpu, self.load_cpu)))
+    }
 }
 
 #[derive(Subcommand)]
@@ -122,6 +159,22 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// redis-benchmark against our RESP example and redis-server, side by side.
+    Resp(resp::RespArgs),
+    /// wrk against our HTTP example, hyper on netpoll tasks and hyper on tokio, side by side.
+    Http(http::HttpArgs),
+    /// Runs one of the HTTP peers until SIGINT/SIGTERM; prints `listening on ADDR` once ready.
+    ServeHttp {
+        /// hyper-tokio: hyper 1.x on tokio's current-thread runtime, "Hello, World!".
+        #[arg(long, value_parser = ["hyper-tokio"])]
+        server: String,
+        /// Address to listen on, HOST:PORT (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:0", value_parser = parse::target)]
+        addr: Target,
+        /// Accepted for the examples' interface; the runtime is one thread.
+        #[arg(long, value_parser = ["1"])]
+        loops: Option<String>,
+    },
     /// Opens many idle connections to a server and reports its memory per connection.
     Idle {
         /// The server to measure: netpoll, netpoll-pool, netpoll-co, netpoll-go, netpoll-async,
@@ -136,6 +189,9 @@ enum Cmd {
         timeout: Duration,
     },
 }
+
+/// The progress bar of a run of many runs.
+pub const PROGRESS: &str = "{bar:40} {pos}/{len} {msg} [{elapsed_precise} / ~{duration_precise}]";
 
 /// A scenario: connections × message size × pipeline depth.
 pub struct Scenario {
@@ -236,6 +292,12 @@ fn main() {
             conns,
             timeout,
         }) => idle(&server, conns, timeout),
+        Some(Cmd::Resp(args)) => resp::run(&args),
+        Some(Cmd::Http(args)) => http::run(&args),
+        Some(Cmd::ServeHttp { server, addr, .. }) => {
+            debug_assert_eq!(server, "hyper-tokio");
+            http::serve_hyper_tokio(addr.addrs[0]).map_err(|e| e.to_string())
+        }
     };
     if let Err(e) = result {
         eprintln!("netpoll-bench: {e}");
@@ -267,69 +329,16 @@ fn print_load(r: &LoadResult, json: bool) {
     }
 }
 
-/// A server child process, stopped with SIGTERM when dropped.
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl ServerProcess {
-    fn start(kind: &str, cpu: Option<usize>) -> Result<ServerProcess, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
-        let mut command = Command::new(exe);
-        command.args(["serve", "--server", kind, "--addr", "127.0.0.1:0"]);
-        if let Some(cpu) = cpu {
-            command.args(["--cpu", &cpu.to_string()]);
-        }
-        let mut child = command
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("starting the {kind} server: {e}"))?;
-        let mut line = String::new();
-        let read = BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line);
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok());
-        match (addr, read) {
-            (Some(addr), _) => Ok(ServerProcess { child, addr }),
-            (None, read) => {
-                // Stop it if it still runs, then say how it ended.
-                let _ = sys::kill(child.id(), libc::SIGTERM);
-                let status = child.wait();
-                Err(match (read, status) {
-                    (Err(e), _) => format!("the {kind} server: reading its address: {e}"),
-                    (Ok(0), Ok(status)) => {
-                        format!("the {kind} server exited before listening ({status})")
-                    }
-                    _ => format!("the {kind} server: unexpected first line {line:?}"),
-                })
-            }
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = sys::kill(self.child.id(), libc::SIGTERM);
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs `kind` through `scenario` once: a fresh server process, the load, its CPU time over
 /// the measured window. A run that measured no request is an error.
 fn run_once(
     kind: &str,
     scenario: &Scenario,
     args: &RunArgs,
-    pin: bool,
+    server_cpu: Option<usize>,
     round: usize,
 ) -> Result<Sample, String> {
-    let mut server = ServerProcess::start(kind, pin.then_some(args.server_cpu))?;
+    let mut server = ServerProcess::start(kind, server_cpu)?;
     let spec = LoadSpec {
         conns: scenario.conns,
         size: scenario.size,
@@ -425,22 +434,39 @@ fn collect(
 }
 
 /// Creates an output file now, so that a bad path fails before the run rather than after it.
-fn create(path: &Option<PathBuf>, what: &str) -> Result<Option<File>, String> {
+pub fn create(path: &Option<PathBuf>, what: &str) -> Result<Option<File>, String> {
     path.as_ref()
         .map(|p| File::create(p).map_err(|e| format!("--{what} {}: {e}", p.display())))
         .transpose()
 }
 
+/// Writes `text` into the output file made by [`create`], if any.
+fn write(file: Option<File>, path: &Option<PathBuf>, text: String) -> Result<(), String> {
+    if let (Some(mut file), Some(path)) = (file, path) {
+        file.write_all(text.as_bytes())
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// The end of `resp` and `http`: the text, the JSON file, and an error (the exit status) when
+/// a run failed or a client counted errors.
+pub fn finish(
+    comparison: &compare::Comparison,
+    json_file: Option<File>,
+    json: &Option<PathBuf>,
+) -> Result<(), String> {
+    print!("{}", comparison.text());
+    write(json_file, json, comparison.json())?;
+    match comparison.trouble() {
+        Some(trouble) => Err(trouble),
+        None => Ok(()),
+    }
+}
+
 fn run_all(args: &RunArgs) -> Result<(), String> {
-    let mut kinds: Vec<String> = Vec::new();
-    for kind in &args.servers {
-        if !kinds.contains(kind) {
-            kinds.push(kind.clone());
-        }
-    }
-    if kinds.is_empty() {
-        kinds = servers::ALL.iter().map(|s| s.to_string()).collect();
-    }
+    let mut kinds = parse::chosen(&args.servers, servers::ALL);
     // Servers this machine cannot run (no `go`) are skipped with a note.
     let mut skipped = Vec::new();
     kinds.retain(|kind| match servers::unavailable(kind) {
@@ -467,20 +493,7 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
         return Err("--duration must be more than 0".to_string());
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pin = !args.no_pin && cores >= 2;
-    if pin {
-        for (flag, cpu) in [
-            ("--server-cpu", args.server_cpu),
-            ("--load-cpu", args.load_cpu),
-        ] {
-            if cpu >= cores {
-                return Err(format!(
-                    "{flag} {cpu}: this machine has {cores} CPUs (0 to {}); or use --no-pin",
-                    cores - 1
-                ));
-            }
-        }
-    }
+    let pinning = args.pin.resolve()?;
     if let Some(plot) = &args.plot {
         if plot.extension().is_none_or(|e| e != "svg") {
             return Err(format!(
@@ -492,25 +505,20 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
     let json_file = create(&args.json, "json")?;
     let csv_file = create(&args.csv, "csv")?;
     drop(create(&args.plot, "plot")?);
-    if pin {
-        sys::pin_to_cpu(args.load_cpu)
-            .map_err(|e| format!("pinning the load to CPU {}: {e}", args.load_cpu))?;
+    if let Some((_, load)) = pinning {
+        sys::pin_to_cpu(load).map_err(|e| format!("pinning the load to CPU {load}: {e}"))?;
     }
     sys::raise_fd_limit().map_err(|e| format!("raising the fd limit: {e}"))?;
 
     let total = (args.rounds * kinds.len() * scenarios.len()) as u64;
-    let bar = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} {msg} [{elapsed_precise} / ~{duration_precise}]",
-        )
-        .expect("a valid template"),
-    );
+    let bar = ProgressBar::new(total)
+        .with_style(ProgressStyle::with_template(PROGRESS).expect("a valid template"));
     let (samples, failures) = collect(
         args.rounds,
         &scenarios,
         &kinds,
         &bar,
-        |kind, scenario, round| run_once(kind, scenario, args, pin, round),
+        |kind, scenario, round| run_once(kind, scenario, args, pinning.map(|p| p.0), round),
     );
     bar.finish_and_clear();
 
@@ -527,7 +535,7 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
         warmup: args.warmup,
         cpus: cores,
         kernel: kernel.trim().to_string(),
-        pinning: pin.then_some((args.server_cpu, args.load_cpu)),
+        pinning,
         baseline,
         skipped,
     };
@@ -535,14 +543,6 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
         scenarios.iter().map(|s| (s.name, s.id)).collect();
     let report = Report::new(meta, &names, &kinds, &samples, failures);
     print!("{}", report.text());
-    let write = |file: Option<File>, path: &Option<PathBuf>, text: String| -> Result<(), String> {
-        if let (Some(mut file), Some(path)) = (file, path) {
-            file.write_all(text.as_bytes())
-                .map_err(|e| format!("writing {}: {e}", path.display()))?;
-            eprintln!("wrote {}", path.display());
-        }
-        Ok(())
-    };
     write(json_file, &args.json, report.json())?;
     write(csv_file, &args.csv, report.csv())?;
     if let Some(path) = &args.plot {

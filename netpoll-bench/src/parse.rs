@@ -83,14 +83,36 @@ pub fn target(text: &str) -> Result<Target, String> {
 
 /// A server kind, checked against the list in `servers::ALL`.
 pub fn server(name: &str) -> Result<String, String> {
-    if crate::servers::ALL.contains(&name) {
-        Ok(name.to_string())
-    } else {
-        Err(format!(
-            "unknown server {name:?}; valid servers: {}",
-            crate::servers::ALL.join(", ")
-        ))
+    one_of(name, crate::servers::ALL, "server")
+}
+
+/// `name` if it is one of `valid` (as written there, case aside), else an error that lists
+/// them: `unknown server "x"; valid servers: a, b`.
+pub fn one_of(name: &str, valid: &[&str], what: &str) -> Result<String, String> {
+    valid
+        .iter()
+        .find(|v| v.eq_ignore_ascii_case(name.trim()))
+        .map(|v| v.to_string())
+        .ok_or_else(|| {
+            format!(
+                "unknown {what} {name:?}; valid {what}s: {}",
+                valid.join(", ")
+            )
+        })
+}
+
+/// The names asked for, each once in the order first given; all of `all` if none.
+pub fn chosen(asked: &[String], all: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in asked {
+        if !out.contains(name) {
+            out.push(name.clone());
+        }
     }
+    if out.is_empty() {
+        out = all.iter().map(|s| s.to_string()).collect();
+    }
+    out
 }
 
 /// A scenario, by its id (`64b-x100`) or its table name (`"64B x100"`), case and `-`/space
@@ -157,6 +179,18 @@ mod tests {
         );
         assert!(target("[::1]:0").unwrap().addrs[0].is_ipv6());
         assert!(target("127.0.0.1").unwrap_err().contains("HOST:PORT"));
+    }
+
+    #[test]
+    fn chosen_names() {
+        let asked = vec!["b".to_string(), "a".to_string(), "b".to_string()];
+        assert_eq!(chosen(&asked, &["a", "b", "c"]), ["b", "a"]);
+        assert_eq!(chosen(&[], &["a", "b"]), ["a", "b"]);
+        assert_eq!(one_of("GET", &["get"], "test"), Ok("get".to_string()));
+        assert_eq!(
+            one_of("x", &["a", "b"], "test"),
+            Err("unknown test \"x\"; valid tests: a, b".to_string())
+        );
     }
 
     #[test]

@@ -188,16 +188,12 @@ impl Report {
         }
         let _ = writeln!(out, "ratios (x req/s, x CPU/req) are to {}\n", m.baseline);
         out.push_str(&self.table());
-        if !self.failures.is_empty() {
-            let _ = writeln!(out, "\n{} failed run(s):", self.failures.len());
-            for f in &self.failures {
-                let _ = writeln!(
-                    out,
-                    "  {} / {} / round {}: {}",
-                    f.server, f.scenario, f.round, f.error
-                );
-            }
-        }
+        failures_text(
+            &mut out,
+            self.failures
+                .iter()
+                .map(|f| (f.server.as_str(), f.scenario, f.round, f.error.as_str())),
+        );
         out
     }
 
@@ -216,15 +212,6 @@ impl Report {
             "x req/s",
             "x CPU/req",
         ];
-        // Each cell is (main, bracket): the median right-aligned, then its spread.
-        let stat = |s: Option<Stat>, decimals: usize| match s {
-            None => ("failed".to_string(), String::new()),
-            Some(s) if s.min == s.max => (format!("{:.*}", decimals, s.median), String::new()),
-            Some(s) => (
-                format!("{:.*}", decimals, s.median),
-                format!("({:.*}–{:.*})", decimals, s.min, decimals, s.max),
-            ),
-        };
         let ratio = |r: Option<f64>| {
             (
                 r.map_or("-".to_string(), |r| format!("{r:.2}")),
@@ -238,59 +225,19 @@ impl Report {
                 vec![
                     (r.scenario.to_string(), String::new()),
                     (r.server.clone(), String::new()),
-                    stat(r.rps, 0),
-                    stat(r.p50_us, 0),
-                    stat(r.p99_us, 0),
-                    stat(r.p999_us, 0),
-                    stat(r.cpu_us_per_req, 2),
-                    stat(r.rss_mib, 1),
+                    stat_cell(r.rps, 0),
+                    stat_cell(r.p50_us, 0),
+                    stat_cell(r.p99_us, 0),
+                    stat_cell(r.p999_us, 0),
+                    stat_cell(r.cpu_us_per_req, 2),
+                    stat_cell(r.rss_mib, 1),
                     (r.errors.to_string(), String::new()),
                     ratio(r.x_rps),
                     ratio(r.x_cpu),
                 ]
             })
             .collect();
-        let width = |s: &str| s.chars().count();
-        let mut main_w: Vec<usize> = header.iter().map(|h| width(h)).collect();
-        let mut extra_w = vec![0; header.len()];
-        for row in &rows {
-            for (c, (main, extra)) in row.iter().enumerate() {
-                main_w[c] = main_w[c].max(width(main));
-                extra_w[c] = extra_w[c].max(width(extra));
-            }
-        }
-        let cell = |c: usize, main: &str, extra: &str| -> String {
-            let pad = |s: &str, w: usize| " ".repeat(w.saturating_sub(width(s)));
-            if c < 2 {
-                // Text columns, left-aligned.
-                format!("{main}{}", pad(main, main_w[c]))
-            } else if extra_w[c] == 0 {
-                format!("{}{main}", pad(main, main_w[c]))
-            } else {
-                format!(
-                    "{}{main} {extra}{}",
-                    pad(main, main_w[c]),
-                    pad(extra, extra_w[c])
-                )
-            }
-        };
-        let line = |cells: Vec<String>| cells.join("  ").trim_end().to_string() + "\n";
-        let mut out = line(
-            header
-                .iter()
-                .enumerate()
-                .map(|(c, h)| cell(c, h, ""))
-                .collect(),
-        );
-        for row in &rows {
-            out += &line(
-                row.iter()
-                    .enumerate()
-                    .map(|(c, (main, extra))| cell(c, main, extra))
-                    .collect(),
-            );
-        }
-        out
+        render(&header, 2, &rows)
     }
 
     /// One JSON object: the run's settings, a result per (scenario, server) with every
@@ -303,15 +250,7 @@ impl Report {
         let _ = writeln!(out, "  \"warmup_s\": {},", num(m.warmup.as_secs_f64()));
         let _ = writeln!(out, "  \"cpus\": {},", m.cpus);
         let _ = writeln!(out, "  \"kernel\": {},", string(&m.kernel));
-        match m.pinning {
-            Some((server, load)) => {
-                let _ = writeln!(
-                    out,
-                    "  \"pinning\": {{\"server_cpu\": {server}, \"load_cpu\": {load}}},"
-                );
-            }
-            None => out.push_str("  \"pinning\": null,\n"),
-        }
+        let _ = writeln!(out, "  \"pinning\": {},", pinning_json(m.pinning));
         let _ = writeln!(out, "  \"baseline\": {},", string(&m.baseline));
         out.push_str("  \"skipped\": [");
         for (i, (server, why)) in m.skipped.iter().enumerate() {
@@ -370,23 +309,13 @@ impl Report {
         } else {
             "\n  ],\n"
         });
-        out.push_str("  \"failures\": [");
-        for (i, f) in self.failures.iter().enumerate() {
-            let _ = write!(
-                out,
-                "{}\n    {{\"server\": {}, \"scenario\": {}, \"round\": {}, \"error\": {}}}",
-                if i == 0 { "" } else { "," },
-                string(&f.server),
-                string(f.scenario),
-                f.round,
-                string(&f.error)
-            );
-        }
-        out.push_str(if self.failures.is_empty() {
-            "]\n}\n"
-        } else {
-            "\n  ]\n}\n"
-        });
+        failures_json(
+            &mut out,
+            "scenario",
+            self.failures
+                .iter()
+                .map(|f| (f.server.as_str(), f.scenario, f.round, f.error.as_str())),
+        );
         out
     }
 
@@ -436,6 +365,110 @@ impl Report {
     }
 }
 
+/// A table cell of a [`Stat`] as (main, bracket): the median with `decimals` decimals, then its
+/// min–max spread in parentheses when the rounds differ; `failed` when nothing was measured.
+pub fn stat_cell(s: Option<Stat>, decimals: usize) -> (String, String) {
+    match s {
+        None => ("failed".to_string(), String::new()),
+        Some(s) if s.min == s.max => (format!("{:.*}", decimals, s.median), String::new()),
+        Some(s) => (
+            format!("{:.*}", decimals, s.median),
+            format!("({:.*}–{:.*})", decimals, s.min, decimals, s.max),
+        ),
+    }
+}
+
+/// Lays out a table: the first `text_cols` columns left-aligned, the others right-aligned
+/// (each cell's main part, then its bracket part), column widths from the header and cells.
+pub fn render(header: &[&str], text_cols: usize, rows: &[Vec<(String, String)>]) -> String {
+    let width = |s: &str| s.chars().count();
+    let mut main_w: Vec<usize> = header.iter().map(|h| width(h)).collect();
+    let mut extra_w = vec![0; header.len()];
+    for row in rows {
+        for (c, (main, extra)) in row.iter().enumerate() {
+            main_w[c] = main_w[c].max(width(main));
+            extra_w[c] = extra_w[c].max(width(extra));
+        }
+    }
+    let cell = |c: usize, main: &str, extra: &str| -> String {
+        let pad = |s: &str, w: usize| " ".repeat(w.saturating_sub(width(s)));
+        if c < text_cols {
+            format!("{main}{}", pad(main, main_w[c]))
+        } else if extra_w[c] == 0 {
+            format!("{}{main}", pad(main, main_w[c]))
+        } else {
+            format!(
+                "{}{main} {extra}{}",
+                pad(main, main_w[c]),
+                pad(extra, extra_w[c])
+            )
+        }
+    };
+    let line = |cells: Vec<String>| cells.join("  ").trim_end().to_string() + "\n";
+    let mut out = line(
+        header
+            .iter()
+            .enumerate()
+            .map(|(c, h)| cell(c, h, ""))
+            .collect(),
+    );
+    for row in rows {
+        out += &line(
+            row.iter()
+                .enumerate()
+                .map(|(c, (main, extra))| cell(c, main, extra))
+                .collect(),
+        );
+    }
+    out
+}
+
+/// The text's list of failed runs, (server, case, round, error) each; nothing if none.
+pub fn failures_text<'a>(
+    out: &mut String,
+    failures: impl ExactSizeIterator<Item = (&'a str, &'a str, usize, &'a str)>,
+) {
+    if failures.len() == 0 {
+        return;
+    }
+    let _ = writeln!(out, "\n{} failed run(s):", failures.len());
+    for (server, case, round, error) in failures {
+        let _ = writeln!(out, "  {server} / {case} / round {round}: {error}");
+    }
+}
+
+/// Ends a JSON object with its `failures` field: (server, case, round, error) each, the case
+/// under the name `case`.
+pub fn failures_json<'a>(
+    out: &mut String,
+    case: &str,
+    failures: impl Iterator<Item = (&'a str, &'a str, usize, &'a str)>,
+) {
+    out.push_str("  \"failures\": [");
+    let mut any = false;
+    for (i, (server, what, round, error)) in failures.enumerate() {
+        any = true;
+        let _ = write!(
+            out,
+            "{}\n    {{\"server\": {}, {}: {}, \"round\": {round}, \"error\": {}}}",
+            if i == 0 { "" } else { "," },
+            string(server),
+            string(case),
+            string(what),
+            string(error)
+        );
+    }
+    out.push_str(if any { "\n  ]\n}\n" } else { "]\n}\n" });
+}
+
+/// `{"server_cpu": 0, "load_cpu": 1}` or `null`.
+pub fn pinning_json(pinning: Option<(usize, usize)>) -> String {
+    match pinning {
+        Some((server, load)) => format!("{{\"server_cpu\": {server}, \"load_cpu\": {load}}}"),
+        None => "null".to_string(),
+    }
+}
+
 /// `1s`, `500ms`, `1.5s`.
 pub fn show_duration(d: Duration) -> String {
     if d.as_millis() < 1000 && d.subsec_nanos().is_multiple_of(1_000_000) {
@@ -446,7 +479,7 @@ pub fn show_duration(d: Duration) -> String {
 }
 
 /// A JSON number; `null` for NaN and infinities, which JSON cannot hold.
-fn num(v: f64) -> String {
+pub fn num(v: f64) -> String {
     if v.is_finite() {
         let s = format!("{v:.4}");
         let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -460,7 +493,7 @@ fn num(v: f64) -> String {
     }
 }
 
-fn stat_json(s: Option<Stat>) -> String {
+pub fn stat_json(s: Option<Stat>) -> String {
     match s {
         Some(s) => format!(
             "{{\"median\": {}, \"min\": {}, \"max\": {}}}",
@@ -473,7 +506,7 @@ fn stat_json(s: Option<Stat>) -> String {
 }
 
 /// A JSON string literal.
-fn string(s: &str) -> String {
+pub fn string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

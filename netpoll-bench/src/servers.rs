@@ -160,13 +160,20 @@ fn serve_tokio(addr: SocketAddr, multi_thread: bool) -> io::Result<()> {
             #[allow(unreachable_code)]
             Ok::<(), io::Error>(())
         };
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            result = accept => result,
-            _ = tokio::signal::ctrl_c() => Ok(()),
-            _ = term.recv() => Ok(()),
-        }
+        until_signal(accept).await
     })
+}
+
+/// Runs `serve` on a tokio runtime until it ends or SIGINT/SIGTERM arrives (then `Ok`).
+pub async fn until_signal(
+    serve: impl std::future::Future<Output = io::Result<()>>,
+) -> io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = serve => result,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
+    }
 }
 
 /// A thread per connection with blocking std sockets.
