@@ -319,7 +319,13 @@ pub fn example(name: &str, features: &[&str]) -> Result<PathBuf, String> {
         .parent()
         .expect("netpoll-bench is inside the workspace")
         .to_path_buf();
-    let source = root.join("examples").join(format!("{name}.rs"));
+    // A one-file example or one with modules (examples/NAME/main.rs).
+    let one_file = root.join("examples").join(format!("{name}.rs"));
+    let source = if one_file.exists() {
+        one_file
+    } else {
+        root.join("examples").join(name).join("main.rs")
+    };
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));

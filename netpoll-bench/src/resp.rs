@@ -1,5 +1,5 @@
 //! `netpoll-bench resp`: Debian's `redis-benchmark` against our RESP example
-//! (`examples/resp.rs`, one poller) and `redis-server` (no persistence, one I/O thread), each
+//! (`examples/resp/`, one poller) and `redis-server` (no persistence, one I/O thread), each
 //! in a child process pinned to the server CPU, the client on the load CPU, rounds alternating.
 
 use std::path::{Path, PathBuf};
