@@ -22,7 +22,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
@@ -107,7 +107,7 @@ struct Shared {
     trigger_fd: EventFd,
     /// Set by the first `trigger()` since the poller last drained the eventfd; later triggers
     /// see it set and skip the write.
-    triggered: AtomicU32,
+    triggered: TriggerFlag,
     table: Mutex<Slab>,
     tasks: Mutex<Vec<Task>>,
     /// The run queue's remote half: pushes from other threads, moved to the local queue when
@@ -160,7 +160,7 @@ impl Poller {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             selector: Selector::new()?,
             trigger_fd: EventFd::new()?,
-            triggered: AtomicU32::new(0),
+            triggered: TriggerFlag::new(),
             table: Mutex::new(Slab::default()),
             tasks: Mutex::new(Vec::new()),
             remote: Mutex::new(Vec::new()),
@@ -388,6 +388,29 @@ impl std::fmt::Debug for Poller {
     }
 }
 
+/// The trigger's coalescing flag: only the first trigger since the loop last drained the
+/// eventfd writes it. Its own type (with `crate::loom`'s atomic) so loom checks this code
+/// (`loom_tests` below).
+struct TriggerFlag(crate::loom::AtomicU32);
+
+impl TriggerFlag {
+    fn new() -> TriggerFlag {
+        TriggerFlag(crate::loom::AtomicU32::new(0))
+    }
+
+    /// A trigger: true if the caller must write the eventfd (the loop may be asleep and no
+    /// write is pending since it last woke); false if one is, and will wake it.
+    fn arm(&self) -> bool {
+        self.0.swap(1, Ordering::AcqRel) == 0
+    }
+
+    /// The loop woke and drained the eventfd: the next trigger writes again. Called after the
+    /// drain and before the loop looks at the queues.
+    fn rearm(&self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
+
 /// A weak handle on a poller's run queue, for wakes from any thread (the scheduler's registry
 /// holds these). It never keeps the poller alive, so a wake is never the one that drops the
 /// last `Arc<Poller>`: that would close the poller and join its thread inside whatever called
@@ -427,7 +450,7 @@ impl Shared {
     }
 
     fn trigger(&self) -> io::Result<()> {
-        if self.triggered.swap(1, Ordering::AcqRel) != 0 {
+        if !self.triggered.arm() {
             return Ok(());
         }
         self.stats.trigger_writes.fetch_add(1, Ordering::Relaxed);
@@ -620,7 +643,7 @@ fn run(shared: Arc<Shared>) {
             // set and skips its write, but its task is queued before the flag is cleared, so the
             // run_tasks below sees it. A trigger after the clear writes and wakes the next wait.
             let _ = shared.trigger_fd.drain();
-            shared.triggered.store(0, Ordering::Release);
+            shared.triggered.rearm();
             shared.stats.wakes.fetch_add(1, Ordering::Relaxed);
             shared.run_tasks();
             let remote = std::mem::take(&mut *lock(&shared.remote));
@@ -753,5 +776,130 @@ mod tests {
             gone.load(Ordering::SeqCst),
             "a refused task is dropped at once"
         );
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The trigger under loom: `RUSTFLAGS="--cfg loom" cargo test --release --lib loom_tests`.
+    //!
+    //! `TriggerFlag` is the real code. The eventfd is modelled by a counter and a `Condvar`
+    //! (`notify` adds one and wakes a sleeper, the loop's `epoll_wait` sleeps while it is 0,
+    //! `drain` zeroes it), and the remote push (`Shared::run_soon`) and the loop's wake (`run`)
+    //! are replayed in their order: push under the lock then trigger; drain, rearm, then take
+    //! the remote queue.
+    use super::TriggerFlag;
+    use loom::sync::{Arc, Condvar, Mutex};
+    use loom::thread;
+
+    #[derive(Default)]
+    struct EventFd {
+        count: Mutex<u64>,
+        readable: Condvar,
+    }
+
+    impl EventFd {
+        fn notify(&self) {
+            *self.count.lock().unwrap() += 1;
+            self.readable.notify_one();
+        }
+
+        /// `epoll_wait` with no timeout, on the trigger alone.
+        fn wait_readable(&self) {
+            let mut count = self.count.lock().unwrap();
+            while *count == 0 {
+                count = self.readable.wait(count).unwrap();
+            }
+        }
+
+        fn drain(&self) {
+            *self.count.lock().unwrap() = 0;
+        }
+    }
+
+    struct Shared {
+        trigger_fd: EventFd,
+        triggered: TriggerFlag,
+        remote: Mutex<Vec<u32>>,
+    }
+
+    impl Shared {
+        /// `Shared::run_soon` off the poller thread, then `Shared::trigger`.
+        fn run_soon(&self, item: u32) {
+            self.remote.lock().unwrap().push(item);
+            if self.triggered.arm() {
+                self.trigger_fd.notify();
+            }
+        }
+    }
+
+    /// Two remote wakes (a coroutine's `CoHandle::wake`, a task's waker from another thread:
+    /// both are `run_soon` pushes) race the loop going back to sleep with an empty run queue:
+    /// a push whose trigger coalesced into a pending one is seen by the wake that pending one
+    /// causes, so the loop never sleeps with an item queued (loom fails a model whose threads
+    /// all block), and every item runs once.
+    #[test]
+    fn a_remote_wake_racing_the_poller_going_to_sleep_is_never_lost() {
+        loom::model(|| {
+            let shared = Arc::new(Shared {
+                trigger_fd: EventFd::default(),
+                triggered: TriggerFlag::new(),
+                remote: Mutex::new(Vec::new()),
+            });
+            let wakers: Vec<_> = [1, 2]
+                .into_iter()
+                .map(|item| {
+                    let shared = shared.clone();
+                    thread::spawn(move || shared.run_soon(item))
+                })
+                .collect();
+            let mut ran = Vec::new();
+            while ran.len() < 2 {
+                // The local queue is empty: the loop sleeps in epoll_wait.
+                shared.trigger_fd.wait_readable();
+                shared.trigger_fd.drain();
+                shared.triggered.rearm();
+                ran.extend(std::mem::take(&mut *shared.remote.lock().unwrap()));
+            }
+            ran.sort_unstable();
+            assert_eq!(ran, [1, 2]);
+            for waker in wakers {
+                waker.join().unwrap();
+            }
+        });
+    }
+
+    /// `closing` against `Poller::execute`: a task queued from another thread as the poller
+    /// closes is refused (`execute` saw `closing`, before or under the lock) or run by the
+    /// loop's last `run_tasks`, which takes the lock after `closing` was set: never accepted and
+    /// then dropped unrun. (`closing` is a plain field of `Shared`, replayed here.)
+    #[test]
+    fn a_task_queued_as_the_poller_closes_is_run_or_refused() {
+        use loom::sync::atomic::AtomicBool;
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        loom::model(|| {
+            let closing = Arc::new(AtomicBool::new(false));
+            let tasks = Arc::new(Mutex::new(Vec::new()));
+            let submitter = {
+                let (closing, tasks) = (closing.clone(), tasks.clone());
+                thread::spawn(move || {
+                    // `execute`: checked before, and again under the lock.
+                    if closing.load(Acquire) {
+                        return false;
+                    }
+                    let mut tasks = tasks.lock().unwrap();
+                    if closing.load(Acquire) {
+                        return false;
+                    }
+                    tasks.push(1);
+                    true
+                })
+            };
+            // `begin_close`, then the loop exits and runs what was queued (`run_tasks`).
+            closing.swap(true, AcqRel);
+            let ran = std::mem::take(&mut *tasks.lock().unwrap());
+            let accepted = submitter.join().unwrap();
+            assert_eq!(ran.len(), usize::from(accepted), "accepted and never run");
+        });
     }
 }

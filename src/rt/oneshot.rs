@@ -9,14 +9,16 @@
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::thread;
 
 use super::HandlerPool;
+// loom's under `--cfg loom` for the channel itself, so `loom_tests` below checks this code.
+use crate::loom::{Arc, MutexGuard};
 
 struct Shared<T> {
-    state: Mutex<State<T>>,
+    state: crate::loom::Mutex<State<T>>,
 }
 
 struct State<T> {
@@ -46,7 +48,7 @@ pub(crate) struct Receiver<T> {
 /// A connected pair.
 pub(crate) fn channel<T>() -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
-        state: Mutex::new(State {
+        state: crate::loom::Mutex::new(State {
             value: None,
             waker: None,
             closed: false,
@@ -116,7 +118,7 @@ impl<T> Future for Receiver<T> {
 
 /// Holds the closure until the pool's job takes it; dropped first (the awaiting future was
 /// dropped), it takes the closure away so a job not yet started runs nothing.
-struct Claim<F>(Arc<Mutex<Option<F>>>);
+struct Claim<F>(std::sync::Arc<Mutex<Option<F>>>);
 
 impl<F> Claim<F> {
     fn take(&self) -> Option<F> {
@@ -140,7 +142,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let claim = Claim(Arc::new(Mutex::new(Some(f))));
+    let claim = Claim(std::sync::Arc::new(Mutex::new(Some(f))));
     let (sender, receiver) = channel::<thread::Result<T>>();
     let job = {
         // A plain handle, not a `Claim`: a job dropped unrun must leave `f` to the caller.
@@ -177,6 +179,7 @@ where
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     use std::task::Wake;
 
     struct Count(AtomicUsize);
@@ -234,5 +237,73 @@ mod tests {
             }))
         }));
         assert!(caught.is_err());
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The channel under loom (the real code: its `Arc` and `Mutex` are `crate::loom`'s):
+    //! `RUSTFLAGS="--cfg loom" cargo test --release --lib loom_tests`. The receiver is polled
+    //! by `block_on` below, whose waker unparks the polling loom thread.
+    use super::*;
+
+    fn block_on<F: Future + Unpin>(mut future: F) -> F::Output {
+        struct Unpark(loom::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(std::sync::Arc::new(Unpark(loom::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(value) = Pin::new(&mut future).poll(&mut cx) {
+                return value;
+            }
+            loom::thread::park();
+        }
+    }
+
+    /// A send from another thread racing the receiver's polls (before its waker is stored,
+    /// or after): the receiver always gets the value.
+    #[test]
+    fn a_send_racing_the_receivers_poll_is_delivered() {
+        loom::model(|| {
+            let (tx, rx) = channel::<u32>();
+            let sender = loom::thread::spawn(move || tx.send(7));
+            assert_eq!(block_on(rx), Some(7));
+            sender.join().unwrap();
+        });
+    }
+
+    /// A sender dropped unsent (the pool dropped the job) racing the receiver's polls: the
+    /// receiver always ends, with `None`.
+    #[test]
+    fn a_sender_dropped_racing_the_receivers_poll_ends_it() {
+        loom::model(|| {
+            let (tx, rx) = channel::<u32>();
+            let sender = loom::thread::spawn(move || drop(tx));
+            assert_eq!(block_on(rx), None);
+            sender.join().unwrap();
+        });
+    }
+
+    /// A receiver dropped (the awaiting future went away) racing the send: the value is
+    /// dropped with the last handle, whichever side that is (loom fails on a leaked `Arc`).
+    #[test]
+    fn a_receiver_dropped_racing_the_send_frees_the_value() {
+        loom::model(|| {
+            let (tx, rx) = channel::<Arc<()>>();
+            let value = Arc::new(());
+            let sent = value.clone();
+            let sender = loom::thread::spawn(move || tx.send(sent));
+            drop(rx);
+            sender.join().unwrap();
+            assert_eq!(
+                Arc::strong_count(&value),
+                1,
+                "the value outlived both halves"
+            );
+        });
     }
 }

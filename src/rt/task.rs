@@ -17,8 +17,11 @@ use std::future::Future;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+// loom's under `--cfg loom` for the flags and locks two threads race on (`Queued`, `Join`).
+use crate::loom::{AtomicBool, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
 use super::{park, Parker};
@@ -77,7 +80,29 @@ struct TaskWake {
     key: u64,
     queue: RunQueue,
     /// Set by the first wake after a poll began; cleared just before the next poll.
-    queued: AtomicBool,
+    queued: Queued,
+}
+
+/// A task's `queued` flag: repeated wakes before the next poll make one push. Its own type
+/// so loom checks this code (`loom_tests` below).
+struct Queued(AtomicBool);
+
+impl Queued {
+    fn new() -> Queued {
+        Queued(AtomicBool::new(false))
+    }
+
+    /// A wake: true if the caller must push the task (no push is pending since its last poll
+    /// began).
+    fn wake(&self) -> bool {
+        !self.0.swap(true, Ordering::AcqRel)
+    }
+
+    /// The task is about to be polled: wakes from here on push again. A swap (not a store): it
+    /// reads the flag, so what a waker wrote before a wake that found it set is seen by the poll.
+    fn begin_poll(&self) {
+        self.0.swap(false, Ordering::AcqRel);
+    }
 }
 
 impl Wake for TaskWake {
@@ -86,7 +111,7 @@ impl Wake for TaskWake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if self.queued.swap(true, Ordering::AcqRel) {
+        if !self.queued.wake() {
             return;
         }
         let item = Runnable {
@@ -123,7 +148,7 @@ fn insert_here(poller: &Arc<Poller>, future: LocalFuture) {
             poller: poller.id(),
             key,
             queue: poller.run_queue(),
-            queued: AtomicBool::new(false),
+            queued: Queued::new(),
         });
         entry.future = Some(future);
         entry.wake = Some((Waker::from(wake.clone()), wake.clone()));
@@ -183,8 +208,7 @@ fn poll_task(arg: u64) {
         return;
     };
     // Wakes from here on queue a new poll.
-    // A swap (not a store): it reads the flag, so what a waker wrote before its wake is seen.
-    wake.queued.swap(false, Ordering::AcqRel);
+    wake.queued.begin_poll();
     let previous = POLLING.with(|p| p.replace(current_poller_id().unwrap_or(0)));
     let mut cx = Context::from_waker(&waker);
     let budget = super::coop::start_turn();
@@ -578,5 +602,148 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             return value;
         }
         park();
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! A task's wake path under loom: `RUSTFLAGS="--cfg loom" cargo test --release --lib
+    //! loom_tests`.
+    //!
+    //! `Queued` is the real code. The slab and the run queue live in the poller thread's locals
+    //! (no atomics, one thread), so the model keeps them on the model's main thread, the
+    //! poller: a `VecDeque` of keys behind a loom `Mutex` (the remote queue and trigger are
+    //! checked in `poll::poller`), and `poll_task`'s steps in order: pop, check the
+    //! generation, `begin_poll`, poll, bump the generation once done.
+    use super::Queued;
+    use loom::sync::atomic::AtomicUsize;
+    use loom::sync::{Arc, Mutex};
+    use loom::thread;
+    use std::collections::VecDeque;
+
+    const SEQ: std::sync::atomic::Ordering = std::sync::atomic::Ordering::SeqCst;
+
+    struct Task {
+        queued: Queued,
+        /// The run queue: task keys (the generation they were made for).
+        queue: Mutex<VecDeque<u32>>,
+        /// What the task waits for: two events, each published before its wake.
+        events: AtomicUsize,
+        wakers_done: AtomicUsize,
+    }
+
+    impl Task {
+        /// An event source: publish, then `TaskWake::wake_by_ref` (push unless queued).
+        fn publish_and_wake(&self) {
+            self.events.fetch_add(1, SEQ);
+            if self.queued.wake() {
+                let mut queue = self.queue.lock().unwrap();
+                assert!(queue.is_empty(), "a task queued twice");
+                queue.push_back(0);
+            }
+            self.wakers_done.fetch_add(1, SEQ);
+        }
+    }
+
+    /// Two wakes from two threads race the poller polling the task (already polled once,
+    /// pending, not queued). The task is queued at most once at a time (two wakes before a
+    /// poll are one push), no wake is lost (the task sees both events and completes), and a
+    /// wake after it completed pushes a stale key that polls nothing.
+    #[test]
+    fn a_task_woken_twice_runs_once_and_never_after_it_completes() {
+        loom::model(|| {
+            let task = Arc::new(Task {
+                queued: Queued::new(),
+                queue: Mutex::new(VecDeque::new()),
+                events: AtomicUsize::new(0),
+                wakers_done: AtomicUsize::new(0),
+            });
+            let wakers: Vec<_> = (0..2)
+                .map(|_| {
+                    let task = task.clone();
+                    thread::spawn(move || task.publish_and_wake())
+                })
+                .collect();
+            let mut generation = 0u32;
+            let mut polls = 0;
+            loop {
+                let done = task.wakers_done.load(SEQ) == 2;
+                let Some(key) = task.queue.lock().unwrap().pop_front() else {
+                    if done {
+                        break;
+                    }
+                    thread::yield_now();
+                    continue;
+                };
+                if key != generation {
+                    continue; // poll_task: a stale wake
+                }
+                task.queued.begin_poll();
+                polls += 1;
+                if task.events.load(SEQ) == 2 {
+                    generation += 1; // Ready: the slot's generation moves on
+                }
+            }
+            for waker in wakers {
+                waker.join().unwrap();
+            }
+            assert_eq!(
+                generation, 1,
+                "a wake was lost: the task never saw both events"
+            );
+            assert!(polls <= 2);
+        });
+    }
+
+    /// `JoinHandle::abort` from another thread racing the task's first poll (which registers
+    /// the task's waker in the join lock, then reads `aborted`): the abort is seen by that
+    /// poll, or it finds the waker and wakes the task, whose next poll cancels it. Never a
+    /// task left pending with its abort unseen. The real `TaskFuture` and `JoinHandle`.
+    #[test]
+    fn an_abort_racing_the_first_poll_always_cancels_the_task() {
+        use super::{new_join, JoinHandle, TaskFuture};
+        use std::future::Future;
+        use std::pin::Pin;
+        use std::task::{Context, Wake, Waker};
+
+        struct Woken(AtomicUsize);
+        impl Wake for Woken {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.fetch_add(1, SEQ);
+            }
+        }
+
+        loom::model(|| {
+            let join = new_join::<u32>();
+            let mut task = TaskFuture {
+                future: Some(Box::pin(std::future::pending::<u32>())),
+                join: join.clone(),
+                done: false,
+                registered: false,
+            };
+            let handle = JoinHandle {
+                join: join.clone(),
+                poller: 0,
+            };
+            let woken = std::sync::Arc::new(Woken(AtomicUsize::new(0)));
+            let waker = Waker::from(woken.clone());
+            let aborter = thread::spawn(move || {
+                handle.abort();
+                handle
+            });
+            let mut cx = Context::from_waker(&waker);
+            let first = Pin::new(&mut task).poll(&mut cx);
+            let handle = aborter.join().unwrap();
+            if first.is_pending() {
+                assert!(
+                    woken.0.load(SEQ) >= 1,
+                    "the abort was lost: the task sleeps on"
+                );
+                assert!(Pin::new(&mut task).poll(&mut cx).is_ready());
+            }
+            drop(task);
+            let result = handle.join.lock().result.take();
+            assert!(result.is_some_and(|r| r.is_err_and(|e| e.is_cancelled())));
+        });
     }
 }

@@ -335,3 +335,138 @@ mod tests {
         assert_eq!(inner.buffered(), 0);
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The input counters under loom: `RUSTFLAGS="--cfg loom" cargo test --release --lib
+    //! loom_tests`.
+    //!
+    //! `arrived`, `consumed` and `wait_size` are plain `AtomicU64`/`AtomicUsize` fields of
+    //! `ConnInner`, which needs a socket and a poller; the models replay, in order, the lines of
+    //! `ConnReader::wait_for`, `ConnInner::consumed` (mod.rs) and `input_arrived` (io.rs) that
+    //! touch them, with the real `State` for `READ_PAUSED`. The `WaitSet` queue a reader parks on
+    //! is modelled by a loom `Condvar` under the same mutex: both queue the waiter under the lock
+    //! before releasing it, and the waker dequeues under the lock, so a wake between the
+    //! reader's check and its sleep is not lost in either. The counters are `crate::loom::sc`'s:
+    //! `SeqCst` as the real ones have it (loom alone would model them as `AcqRel`).
+    use crate::loom::sc::{Usize as AtomicUsize, U64 as AtomicU64};
+    use crate::reactor::connection::state::{State, READ_PAUSED};
+    use loom::sync::{Arc, Condvar, Mutex};
+    use loom::thread;
+
+    #[derive(Default)]
+    struct Input {
+        arrived: AtomicU64,
+        consumed: AtomicU64,
+        wait_size: AtomicUsize,
+        /// The `WaitSet`'s READ_WAIT queue: how many readers are queued.
+        waiters: Mutex<usize>,
+        wake: Condvar,
+        state: State,
+    }
+
+    impl Input {
+        /// `ConnInner::buffered`: `consumed` first, so the difference cannot underflow.
+        fn buffered(&self) -> usize {
+            let consumed = self.consumed.load();
+            let arrived = self.arrived.load();
+            (arrived - consumed) as usize
+        }
+
+        /// `ConnReader::wait_for` (no deadline): publish `wait_size` under the waiters' lock,
+        /// then re-check `buffered()` before every sleep.
+        fn wait_for(&self, n: usize) {
+            if self.buffered() >= n {
+                return;
+            }
+            let mut guard = self.waiters.lock().unwrap();
+            self.wait_size.store(n);
+            while self.buffered() < n {
+                *guard += 1;
+                guard = self.wake.wait(guard).unwrap();
+            }
+            drop(guard);
+            self.wait_size.store(0);
+        }
+
+        /// `input_arrived`'s wake: count, then wake a waiting reader that now has enough.
+        fn input_arrived(&self, n: u64) {
+            self.arrived.fetch_add(n);
+            let buffered = self.buffered();
+            let waiting = self.wait_size.load();
+            if waiting != 0 && buffered >= waiting {
+                // `wake_readers`: take the queue under the lock, wake after releasing it.
+                let queued = std::mem::take(&mut *self.waiters.lock().unwrap());
+                if queued > 0 {
+                    self.wake.notify_all();
+                }
+            }
+        }
+
+        /// `input_arrived`'s pause at the cap, then its re-check.
+        fn pause_at_cap(&self, cap: usize) {
+            if self.buffered() >= cap {
+                self.state.set(READ_PAUSED);
+                if self.buffered() < cap {
+                    self.state.clear(READ_PAUSED); // resume_reading
+                }
+            }
+        }
+
+        /// `ConnInner::consumed`: count, then resume reading if paused and below the cap.
+        fn consumed(&self, n: u64, cap: usize) {
+            self.consumed.fetch_add(n);
+            if self.state.has(READ_PAUSED) && self.buffered() < cap {
+                self.state.clear(READ_PAUSED);
+            }
+        }
+    }
+
+    /// The Dekker pair of a waiting read: the reader publishes `wait_size` then re-checks
+    /// `buffered()`; the poller counts `arrived` then reads `wait_size`. The frame comes in two
+    /// reads: the reader never sleeps with its two bytes buffered (loom fails a model whose
+    /// threads all block).
+    #[test]
+    fn a_waiting_reader_never_sleeps_with_enough_bytes_buffered() {
+        loom::model(|| {
+            let input = Arc::new(Input::default());
+            let poller = {
+                let input = input.clone();
+                thread::spawn(move || {
+                    input.input_arrived(1);
+                    input.input_arrived(1);
+                })
+            };
+            input.wait_for(2);
+            assert!(input.buffered() >= 2);
+            poller.join().unwrap();
+            assert_eq!(input.wait_size.load(), 0);
+        });
+    }
+
+    /// `READ_PAUSED` between the poller (count, pause at the cap, re-check) and a reader
+    /// consuming (count, resume if paused and below the cap): input is never left paused
+    /// below the cap, where nothing would resume it.
+    #[test]
+    fn input_is_never_left_paused_below_the_cap() {
+        const CAP: usize = 2;
+        loom::model(|| {
+            let input = Arc::new(Input::default());
+            input.arrived.store(1);
+            let poller = {
+                let input = input.clone();
+                thread::spawn(move || {
+                    input.arrived.fetch_add(1);
+                    input.pause_at_cap(CAP);
+                })
+            };
+            input.consumed(1, CAP);
+            poller.join().unwrap();
+            assert!(
+                !(input.state.has(READ_PAUSED) && input.buffered() < CAP),
+                "paused with {} bytes buffered",
+                input.buffered()
+            );
+        });
+    }
+}
