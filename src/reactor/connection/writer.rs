@@ -39,6 +39,9 @@ pub struct ConnWriter<'a> {
     inner: &'a Arc<ConnInner>,
     /// The output buffer's producer side; holding it serialises writers.
     writer: Writer<'a>,
+    /// `runs_inline_here()`, asked once: a guard is `!Send`, so it stays on its thread (and
+    /// in or out of its coroutine) for its whole life.
+    inline: bool,
     /// Taken first, released last (fields drop in order): the serialisation a coroutine can
     /// wait on without stalling its poller.
     _serial: GateGuard<'a>,
@@ -60,6 +63,7 @@ impl<'a> ConnWriter<'a> {
         ConnWriter {
             inner,
             writer: inner.output.writer(),
+            inline: inner.runs_inline_here(),
             _serial: serial,
         }
     }
@@ -81,7 +85,7 @@ impl<'a> ConnWriter<'a> {
         if state & OUTPUT_DEAD != 0 {
             return Err(dead_output_error());
         }
-        if self.inner.runs_inline_here() {
+        if self.inline {
             return Ok(());
         }
         let queued = self.inner.output.len() + self.writer.malloc_len();
@@ -99,7 +103,7 @@ impl<'a> ConnWriter<'a> {
     /// connections bounds those itself.
     pub fn ready(&mut self) -> Result<()> {
         self.make_room(0)?;
-        if !self.inner.runs_inline_here() {
+        if !self.inline {
             return Ok(());
         }
         let queued = self.inner.output.len() + self.writer.malloc_len();
