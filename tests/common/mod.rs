@@ -12,6 +12,7 @@ use std::time::Duration;
 use netpoll::poll::{EventHandler, Poller, Ready, Registration};
 
 pub mod example;
+pub mod faults;
 
 /// Long enough for any healthy wait on a loaded 2-core CI machine; only hit when a test fails.
 pub const LIMIT: Duration = Duration::from_secs(10);

@@ -147,7 +147,16 @@ impl ConnInner {
                     self.touch();
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // A send that finds the peer reset is the peer hanging up, as a read that
+                    // finds it is: on_disconnect before the close callbacks (the callers close).
+                    let peer_gone =
+                        matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe);
+                    if peer_gone && !self.state.has(CLOSED) {
+                        self.disconnect_hook();
+                    }
+                    return Err(e);
+                }
             }
         }
     }
