@@ -125,3 +125,44 @@ fn frames_that_complete_are_never_timed_out() {
     client.read_exact(&mut got).unwrap();
     assert_eq!(got, expected.as_bytes());
 }
+
+/// Waiting handlers (coroutines, pool threads): `until` waits for its delimiter under one
+/// deadline, not a fresh one per byte that arrives, so a trickled line is timed out too.
+#[test]
+fn a_trickled_line_is_timed_out_for_waiting_handlers() {
+    for pool in [false, true] {
+        let mut builder = EventLoop::builder().read_timeout(TIMEOUT);
+        if pool {
+            builder = builder.handler_pool(netpoll::HandlerPool::new(2));
+        }
+        let server = TestServer::start(
+            builder
+                .on_request(|_, conn| {
+                    let line = conn.reader().until(b'\n')?;
+                    let mut writer = conn.writer();
+                    writer.write_direct(line)?;
+                    writer.flush()
+                })
+                .build()
+                .unwrap(),
+        );
+        let mut slow = server.connect();
+        slow.set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
+        let started = Instant::now();
+        let mut was_closed = false;
+        while started.elapsed() < LIMIT {
+            if slow.write_all(b"x").is_err() || closed(&mut slow) {
+                was_closed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50)); // the trickle's pace, not a sync
+        }
+        let waited = started.elapsed();
+        assert!(
+            was_closed,
+            "pool={pool}: a trickled line was never timed out"
+        );
+        assert!(waited >= TIMEOUT, "pool={pool}: closed after {waited:?}");
+    }
+}

@@ -282,7 +282,9 @@ impl<C: Send + Sync + 'static> EventLoopBuilder<C> {
         self
     }
 
-    /// Bounds how long a read waits for data (default: no bound). Inline handlers never wait:
+    /// Bounds how long a read waits for data (default: no bound; `until` waits for its whole
+    /// delimited frame under one deadline, so a trickle of bytes does not extend it). Inline
+    /// handlers never wait:
     /// for them it bounds how long a frame may stay partial, from the first call that returned
     /// `WouldBlock` for more input until a call consumes input again; then the connection is
     /// closed (`TimedOut`). That also ends a client that trickles a frame byte by byte; a

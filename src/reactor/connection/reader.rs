@@ -134,6 +134,9 @@ impl<'a> ConnReader<'a> {
     /// Takes bytes up to and including `delim`, waiting until it arrives.
     pub fn until(&mut self, delim: u8) -> Result<Bytes> {
         let mut searched = 0;
+        // One deadline for the whole line: a fresh one per byte would let a client that
+        // trickles a byte at a time hold the wait forever.
+        let deadline = self.inner.read_timeout().map(|t| Instant::now() + t);
         loop {
             let available = self.len();
             // Only what the counters say has arrived: the poller puts bytes in the buffer a
@@ -148,7 +151,7 @@ impl<'a> ConnReader<'a> {
                 return Ok(bytes);
             }
             searched = available;
-            self.wait_for(available + 1)?;
+            self.wait_for_by(available + 1, deadline)?;
         }
     }
 
@@ -191,8 +194,14 @@ impl<'a> ConnReader<'a> {
         self.reader.release();
     }
 
-    /// Waits until at least `n` bytes are buffered.
+    /// Waits until at least `n` bytes are buffered, for the read timeout at most.
     fn wait_for(&self, n: usize) -> Result<()> {
+        self.wait_for_by(n, None)
+    }
+
+    /// Waits until at least `n` bytes are buffered, until `deadline` if given (else for the
+    /// read timeout from now).
+    fn wait_for_by(&self, n: usize, deadline: Option<Instant>) -> Result<()> {
         let inner = self.inner;
         if inner.buffered() >= n {
             if inner.inline_want.load(Ordering::Relaxed) != 0 {
@@ -221,7 +230,7 @@ impl<'a> ConnReader<'a> {
                 "not enough input yet: an inline handler is called again when more arrives",
             ));
         }
-        let deadline = inner.read_timeout().map(|t| Instant::now() + t);
+        let deadline = deadline.or_else(|| inner.read_timeout().map(|t| Instant::now() + t));
         let mut guard = lock(&inner.waiters);
         inner.wait_size.store(n, Ordering::SeqCst);
         // Reset however the wait ends, an unwind included (a coroutine dropped by its closing
