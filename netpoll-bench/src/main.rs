@@ -14,6 +14,7 @@ mod procs;
 mod report;
 mod resp;
 mod servers;
+mod soak;
 mod sys;
 
 use std::fs::File;
@@ -175,6 +176,9 @@ enum Cmd {
         #[arg(long, value_parser = ["1"])]
         loops: Option<String>,
     },
+    /// Mixed, verified load with random faults against servers in child processes; fails on a
+    /// lost or corrupted byte, a crash, or fds or RSS that leak.
+    Soak(soak::SoakArgs),
     /// Opens many idle connections to a server and reports its memory per connection.
     Idle {
         /// The server to measure: netpoll, netpoll-pool, netpoll-co, netpoll-go, netpoll-async,
@@ -293,6 +297,7 @@ fn main() {
             timeout,
         }) => idle(&server, conns, timeout),
         Some(Cmd::Resp(args)) => resp::run(&args),
+        Some(Cmd::Soak(args)) => soak::run(&args),
         Some(Cmd::Http(args)) => http::run(&args),
         Some(Cmd::ServeHttp { server, addr, .. }) => {
             debug_assert_eq!(server, "hyper-tokio");

@@ -148,6 +148,9 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let pid = self.child.id();
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return; // reaped already: the pid may be another process's by now
+        }
         let _ = sys::kill(pid, libc::SIGTERM);
         // A graceful shutdown may take a moment (hyper drains its connections); 5 s at most.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -311,9 +314,11 @@ pub fn run_client(
     Ok(output)
 }
 
-/// An example binary of the workspace, `target/release/examples/NAME` (under
-/// `CARGO_TARGET_DIR` when set), built first with `cargo build --release --example NAME`
-/// (cargo rebuilds it only when stale). `features` are passed to cargo.
+/// An example binary of the workspace, `target/PROFILE/examples/NAME` (under
+/// `CARGO_TARGET_DIR` when set), built first with `cargo build [--release] --example NAME`
+/// (cargo rebuilds it only when stale). The profile is this program's own: a release build
+/// for measurements, a debug one (with debug assertions) for CI's soak. `features` are
+/// passed to cargo.
 pub fn example(name: &str, features: &[&str]) -> Result<PathBuf, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -329,7 +334,12 @@ pub fn example(name: &str, features: &[&str]) -> Result<PathBuf, String> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let binary = target.join("release").join("examples").join(name);
+    let (profile, release) = if cfg!(debug_assertions) {
+        ("debug", None)
+    } else {
+        ("release", Some("--release"))
+    };
+    let binary = target.join(profile).join("examples").join(name);
     if !source.exists() {
         return Err(format!(
             "{} does not exist (yet): no {name} example to build",
@@ -340,11 +350,16 @@ pub fn example(name: &str, features: &[&str]) -> Result<PathBuf, String> {
     let mut command = Command::new(cargo);
     command
         .current_dir(&root)
-        .args(["build", "--release", "--example", name]);
+        .arg("build")
+        .args(release)
+        .args(["--example", name]);
     if !features.is_empty() {
         command.args(["--features", &features.join(",")]);
     }
-    eprintln!("building the {name} example (cargo build --release --example {name})");
+    eprintln!(
+        "building the {name} example (cargo build {}--example {name})",
+        release.map_or(String::new(), |r| format!("{r} "))
+    );
     let status = command
         .status()
         .map_err(|e| format!("running cargo to build the {name} example: {e}"))?;
