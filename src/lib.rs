@@ -37,6 +37,14 @@ pub mod rt;
 mod sys;
 mod transport;
 
+/// What `fuzz/` drives that is not public API: one descriptor's slot and deadline state
+/// machine under arbitrary event orders. Only under `cargo fuzz` (`--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz_seams {
+    pub use crate::transport::desc::event_orders::run as slot_deadline;
+}
+
 pub use reactor::{
     connection, dial_connection, runner, ConnReader, ConnWriter, Connection, Dialer, EventLoop,
     EventLoopBuilder, HandlerPool, Listener,

@@ -20,9 +20,15 @@ pub struct TimerKey(u64);
 
 impl TimerKey {
     /// A key no poller issued, for models that fake the timers.
-    #[cfg(all(test, loom))]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn fake(id: u64) -> TimerKey {
         TimerKey(id)
+    }
+
+    /// The id [`TimerKey::fake`] was given.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn id(self) -> u64 {
+        self.0
     }
 }
 

@@ -418,6 +418,9 @@ fn wake(waiter: Option<Waiter>) {
     }
 }
 
+#[cfg(all(any(test, fuzzing), not(loom)))]
+pub(crate) mod event_orders;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
