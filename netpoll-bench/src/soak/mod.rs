@@ -18,7 +18,9 @@ use std::fs;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -267,12 +269,12 @@ fn settled_fds(pid: u32) -> usize {
     }
 }
 
-/// A client thread: sessions with random faults until the deadline.
-fn client(server: &Running, seed: u64, id: usize, deadline: Instant) {
+/// A client thread: sessions with random faults until the deadline (or an interrupt).
+fn client(server: &Running, seed: u64, id: usize, deadline: Instant, interrupted: &AtomicBool) {
     let mut rng = Rng::new(seed);
     let mut model = resp::Model::new(format!("soak:{id}"));
     let mut generation = 0;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !interrupted.load(Ordering::Relaxed) {
         let fault = Fault::pick(&mut rng, server.spec.proto);
         server.stats.sessions.fetch_add(1, Ordering::Relaxed);
         server.stats.faults[fault as usize].fetch_add(1, Ordering::Relaxed);
@@ -382,6 +384,13 @@ pub fn run(args: &SoakArgs) -> Result<(), String> {
         running.push(server);
     }
 
+    // SIGINT/SIGTERM end the load early; the checks, the report and the servers' stop still
+    // happen (a killed soak would leave its servers running).
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(signal, interrupted.clone())
+            .map_err(|e| format!("handling signal {signal}: {e}"))?;
+    }
     let started = Instant::now();
     let deadline = started + duration;
     let bar = ProgressBar::new(duration.as_secs().max(1)).with_style(
@@ -391,12 +400,13 @@ pub fn run(args: &SoakArgs) -> Result<(), String> {
         for (i, server) in running.iter().enumerate() {
             for c in 0..args.clients {
                 let seed = seed ^ ((i as u64 + 1) << 32) ^ (c as u64 + 1);
-                scope.spawn(move || client(server, seed, c, deadline));
+                let interrupted = &interrupted;
+                scope.spawn(move || client(server, seed, c, deadline, interrupted));
             }
         }
         // The sampler: footprints, and whether each server still runs.
         let mut dead = vec![false; running.len()];
-        while Instant::now() < deadline {
+        while Instant::now() < deadline && !interrupted.load(Ordering::Relaxed) {
             for (i, server) in running.iter().enumerate() {
                 if dead[i] {
                     continue;
@@ -469,7 +479,14 @@ pub fn run(args: &SoakArgs) -> Result<(), String> {
             _ => {}
         }
     }
-    let failed = print_report(&running, warmup);
+    let cut_short = interrupted.load(Ordering::Relaxed);
+    if cut_short {
+        println!(
+            "interrupted after {:.1} s: the report covers that much",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let failed = print_report(&running, warmup) || cut_short;
     if failed {
         Err(format!(
             "the soak failed (seed {seed}; server logs in {})",
