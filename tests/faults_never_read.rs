@@ -12,6 +12,10 @@
 //! timeout error at the deadline (within bounds), and the connection then closes cleanly;
 //! it has no user-space output queue, so what it wrote is bounded by the kernel's buffers and
 //! there is no RSS to watch. After each, the fd count returns to its baseline.
+//!
+//! `tests/connection_behaviour.rs` checks one waiting (coroutine) handler's flush and writes
+//! past the cap timing out, and `tests/net_conn.rs` one thread's write deadline; this adds
+//! many peers at once, the memory bound, every executor and driver, the close and the fds.
 
 mod common;
 
