@@ -11,6 +11,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::faults::cpu_ticks;
 use common::{echo, LIMIT};
 
 const CHILD_ENV: &str = "NETPOLL_EMFILE_CHILD";
@@ -36,18 +37,6 @@ fn child_server() {
         .unwrap();
     // Runs until the parent kills this process.
     server.serve(listener).unwrap();
-}
-
-/// user + system CPU time of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 #[test]

@@ -7,12 +7,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::faults::{assert_idle, exhaust, round_trip};
 use common::LIMIT;
 
 const CHILD_ENV: &str = "NETPOLL_INCOMING_CHILD";
@@ -68,67 +69,6 @@ fn child_server() {
     std::process::exit(1);
 }
 
-/// user + system CPU time of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
-fn echo(conn: &mut TcpStream, msg: &[u8]) {
-    conn.set_read_timeout(Some(LIMIT)).unwrap();
-    conn.write_all(msg).unwrap();
-    let mut buf = vec![0u8; msg.len()];
-    conn.read_exact(&mut buf).unwrap();
-    assert_eq!(buf, msg);
-}
-
-/// Opens connections until the child stops accepting them (it is out of descriptors): the
-/// last one's echo does not come back within a short wait. Returns them all.
-fn exhaust(addr: &str, pid: u32) -> Vec<TcpStream> {
-    let mut conns: Vec<TcpStream> = (0..2 * FD_LIMIT)
-        .map(|_| TcpStream::connect(addr).unwrap())
-        .collect();
-    let last = conns.last_mut().unwrap();
-    last.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    last.write_all(b"?").unwrap();
-    let err = last.read(&mut [0u8; 1]).unwrap_err();
-    assert!(
-        matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
-        "{err}"
-    );
-    assert!(
-        open_fds(pid) as u64 >= FD_LIMIT,
-        "the child is not out of fds"
-    );
-    conns
-}
-
-/// The child's CPU over `window` stays under a quarter of a core (a spinning acceptor burns
-/// all of one).
-fn assert_idle(pid: u32, window: Duration) {
-    let before = cpu_ticks(pid);
-    std::thread::sleep(window); // the measuring window
-    let used = cpu_ticks(pid) - before;
-    let budget = window.as_millis() as u64 * 100 / 1000 / 4; // USER_HZ = 100
-    assert!(
-        used <= budget,
-        "the child used {used} ticks in {window:?} while out of fds"
-    );
-}
-
 #[test]
 fn incoming_backs_off_on_emfile_recovers_and_ends_at_close() {
     // Regression (issue 5): accept returns EMFILE (as Go's does) and the obvious accept loop
@@ -167,11 +107,11 @@ fn incoming_backs_off_on_emfile_recovers_and_ends_at_close() {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let addr = next_line("listening on ");
         let mut first = TcpStream::connect(&addr).unwrap();
-        echo(&mut first, b"ok");
+        round_trip(&mut first, b"ok");
 
         // Out of descriptors: idle, no error out of incoming().
-        let mut conns = exhaust(&addr, pid);
-        assert_idle(pid, Duration::from_millis(1500));
+        let mut conns = exhaust(&addr, pid, FD_LIMIT);
+        assert_idle(pid, Duration::from_millis(1500), "incoming");
         assert!(
             child.try_wait().unwrap().is_none(),
             "the accept loop exited"
@@ -185,16 +125,16 @@ fn incoming_backs_off_on_emfile_recovers_and_ends_at_close() {
         last.set_read_timeout(Some(LIMIT)).unwrap();
         last.read_exact(&mut buf).unwrap(); // the "?" sent while it was queued
         assert_eq!(&buf, b"?");
-        echo(&mut last, b"hi");
+        round_trip(&mut last, b"hi");
         drop(last);
         let mut fresh = TcpStream::connect(&addr).unwrap();
-        echo(&mut fresh, b"again");
+        round_trip(&mut fresh, b"again");
         drop(fresh);
 
         // Out of descriptors again, long enough for the back-off to reach most of a second;
         // a close from another thread ends incoming() at once all the same.
-        let conns = exhaust(&addr, pid);
-        assert_idle(pid, Duration::from_millis(1500));
+        let conns = exhaust(&addr, pid, FD_LIMIT);
+        assert_idle(pid, Duration::from_millis(1500), "incoming");
         writeln!(stdin, "close").unwrap();
         let report = next_line("incoming ended: ");
         assert!(report.contains("closed=true"), "{report}");

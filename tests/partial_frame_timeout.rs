@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, LIMIT};
+use common::{line_echo, TestServer, LIMIT};
 use netpoll::EventLoop;
 
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -20,12 +20,7 @@ fn line_server() -> TestServer {
         EventLoop::builder()
             .inline_handlers()
             .read_timeout(TIMEOUT)
-            .on_request(|_, conn| {
-                let line = conn.reader().until(b'\n')?;
-                let mut writer = conn.writer();
-                writer.write_direct(line)?;
-                writer.flush()
-            })
+            .on_request(line_echo)
             .build()
             .unwrap(),
     )
@@ -135,17 +130,7 @@ fn a_trickled_line_is_timed_out_for_waiting_handlers() {
         if pool {
             builder = builder.handler_pool(netpoll::HandlerPool::new(2));
         }
-        let server = TestServer::start(
-            builder
-                .on_request(|_, conn| {
-                    let line = conn.reader().until(b'\n')?;
-                    let mut writer = conn.writer();
-                    writer.write_direct(line)?;
-                    writer.flush()
-                })
-                .build()
-                .unwrap(),
-        );
+        let server = TestServer::start(builder.on_request(line_echo).build().unwrap());
         let mut slow = server.connect();
         slow.set_read_timeout(Some(Duration::from_millis(1)))
             .unwrap();

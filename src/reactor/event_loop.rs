@@ -295,7 +295,10 @@ impl<C: Send + Sync + 'static> EventLoopBuilder<C> {
         self
     }
 
-    /// Bounds how long a flush waits for the peer to read (default: no bound).
+    /// Bounds how long a flush waits for the peer to read (default: no bound). Inline
+    /// handlers' flushes never wait: for them it bounds how long the peer may take none of the
+    /// output they queued, then the connection is closed (`TimedOut`), so a peer that never
+    /// reads does not hold the connection and its queued output forever.
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.options.write_timeout = Some(timeout);
         self

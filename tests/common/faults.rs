@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -85,12 +85,78 @@ pub const HANDLERS: [Handlers; 3] = [Handlers::Coroutine, Handlers::Pool, Handle
 
 impl Handlers {
     pub fn builder(self) -> EventLoopBuilder<()> {
+        self.builder_with_pool(64)
+    }
+
+    /// With a pool of `workers` threads (Pool): a handler waiting for a slow peer holds one,
+    /// so a test with many such peers needs a pool wider than their number.
+    pub fn builder_with_pool(self, workers: usize) -> EventLoopBuilder<()> {
         let builder = EventLoop::builder();
         match self {
             Handlers::Coroutine => builder.coroutine_handlers(),
-            Handlers::Pool => builder.handler_pool(HandlerPool::new(64)),
+            Handlers::Pool => builder.handler_pool(HandlerPool::new(workers)),
             Handlers::Inline => builder.inline_handlers(),
         }
+    }
+
+    /// The name a child process is given its role by.
+    pub fn parse(name: &str) -> Option<Handlers> {
+        HANDLERS.into_iter().find(|h| format!("{h:?}") == name)
+    }
+}
+
+/// Counts a reactor server's connection ends: close callbacks and `on_disconnect` calls.
+#[derive(Clone, Default)]
+pub struct Ends {
+    closes: Arc<AtomicUsize>,
+    disconnects: Arc<AtomicUsize>,
+}
+
+impl Ends {
+    /// For `on_prepare`: counts `conn`'s close callback.
+    pub fn watch(&self, conn: &netpoll::Connection) {
+        let closes = self.closes.clone();
+        conn.add_close_callback(move |_| {
+            closes.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+
+    /// An `on_disconnect` callback that counts.
+    pub fn on_disconnect<C>(&self) -> impl Fn(&C, &netpoll::Connection) + Send + Sync + 'static {
+        let disconnects = self.disconnects.clone();
+        move |_, _| {
+            disconnects.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    pub fn closes(&self) -> usize {
+        self.closes.load(Ordering::SeqCst)
+    }
+
+    pub fn disconnects(&self) -> usize {
+        self.disconnects.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded) for `n` closes and no connection left, stops the server, waits for the
+    /// fd count to return to `baseline`; then asserts `n` closes and `disconnects` calls of
+    /// `on_disconnect`, each connection's end counted once.
+    pub fn finish<C: Send + Sync + 'static>(
+        &self,
+        mut server: super::TestServer<C>,
+        n: usize,
+        disconnects: usize,
+        baseline: usize,
+        what: &str,
+    ) {
+        wait_for(&format!("{what}: close callbacks"), || self.closes() >= n);
+        wait_for(&format!("{what}: connections closed"), || {
+            server.server.connections() == 0
+        });
+        server.stop().unwrap();
+        drop(server);
+        wait_fds(baseline, what);
+        assert_eq!(self.closes(), n, "{what}: close callbacks");
+        assert_eq!(self.disconnects(), disconnects, "{what}: on_disconnect");
     }
 }
 
@@ -104,6 +170,13 @@ pub enum Driver {
 }
 
 pub const DRIVERS: [Driver; 3] = [Driver::Threads, Driver::Coroutines, Driver::Tasks];
+
+impl Driver {
+    /// The name a child process is given its role by.
+    pub fn parse(name: &str) -> Option<Driver> {
+        DRIVERS.into_iter().find(|d| format!("{d:?}") == name)
+    }
+}
 
 pub type SyncHandler = Arc<dyn Fn(TcpConn) -> io::Result<u64> + Send + Sync>;
 pub type AsyncHandler =
@@ -150,9 +223,13 @@ impl NetServer {
             }
             Driver::Tasks => {
                 netpoll::spawn(async move {
+                    // There is no async `incoming()`: back off on a resource shortage as it
+                    // does (5 ms, doubling up to 1 s), as Go's http.Server does.
+                    let mut backoff = None;
                     loop {
                         match l.accept_async().await {
                             Ok((conn, _)) => {
+                                backoff = None;
                                 count.fetch_add(1, Ordering::SeqCst);
                                 let results = results_tx.clone();
                                 let run = future(conn);
@@ -164,7 +241,15 @@ impl NetServer {
                                 let _ = done_tx.send(e);
                                 return;
                             }
-                            Err(_) => {} // ECONNABORTED and the like: keep accepting
+                            Err(e) if is_resource_shortage(&e) => {
+                                let delay = backoff
+                                    .map_or(Duration::from_millis(5), |d: Duration| {
+                                        (d * 2).min(Duration::from_secs(1))
+                                    });
+                                backoff = Some(delay);
+                                netpoll::time::sleep(delay).await;
+                            }
+                            Err(_) => {} // a reset before accept and the like: keep accepting
                         }
                     }
                 });
@@ -220,9 +305,10 @@ fn accept_sync(
     handler: SyncHandler,
     coroutines: bool,
 ) {
-    loop {
-        match listener.accept() {
-            Ok((conn, _)) => {
+    // `incoming()` backs off on EMFILE and the like instead of spinning on them.
+    for conn in listener.incoming() {
+        match conn {
+            Ok(conn) => {
                 accepted.fetch_add(1, Ordering::SeqCst);
                 let results = results.clone();
                 let handler = handler.clone();
@@ -239,9 +325,22 @@ fn accept_sync(
                 let _ = done.send(e);
                 return;
             }
-            Err(_) => {} // ECONNABORTED and the like: keep accepting
+            Err(_) => {} // a deadline and the like: keep accepting
         }
     }
+}
+
+/// `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM` (what `incoming()` backs off on), through the
+/// Go-net face's error context.
+pub fn is_resource_shortage(e: &io::Error) -> bool {
+    let cause = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<net::OpError>())
+        .map_or(e, |op| op.cause());
+    matches!(
+        cause.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// Sets SO_LINGER 0 and drops the stream: the kernel sends RST instead of FIN.
@@ -265,11 +364,147 @@ pub fn spawn_child(test: &str, env: &str, value: &str) -> Child {
         .unwrap()
 }
 
+/// A child process of [`spawn_child`], killed (SIGKILL) and reaped on drop, so a failing test
+/// leaves no child behind. Its stdout lines arrive on `lines`.
+pub struct ChildProcess {
+    pub child: Child,
+    pub lines: Receiver<String>,
+}
+
+impl ChildProcess {
+    pub fn spawn(test: &str, env: &str, value: &str) -> ChildProcess {
+        ChildProcess::from_child(spawn_child(test, env, value))
+    }
+
+    pub fn from_child(mut child: Child) -> ChildProcess {
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        ChildProcess { child, lines }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What follows `what` on the next line that has it (the harness prints "test NAME ... "
+    /// on the same line as the child's first output), bounded by LIMIT.
+    pub fn next_line(&self, what: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(LIMIT)
+                .unwrap_or_else(|_| panic!("the child never said {what:?}"));
+            if let Some((_, rest)) = line.split_once(what) {
+                return rest.trim().to_string();
+            }
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// user + system CPU time of a process, in clock ticks (USER_HZ, 100 a second).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Open descriptors of another process.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Bytes received per connection, one counter per connection in accept order.
+pub type Received = Arc<Mutex<Vec<Arc<AtomicU64>>>>;
+
+/// The CPU time `pid` uses over `window` stays under a quarter of a core (a process spinning
+/// on a level-triggered listener burns all of one).
+pub fn assert_idle(pid: u32, window: Duration, what: &str) {
+    let before = cpu_ticks(pid);
+    std::thread::sleep(window); // the measuring window
+    let used = cpu_ticks(pid) - before;
+    let budget = window.as_millis() as u64 * 100 / 1000 / 4; // USER_HZ = 100
+    assert!(
+        used <= budget,
+        "{what}: the process used {used} ticks in {window:?} while out of fds"
+    );
+}
+
+/// Writes `msg` and reads it back (bounded by LIMIT).
+pub fn round_trip(conn: &mut std::net::TcpStream, msg: &[u8]) {
+    use std::io::{Read, Write};
+    conn.set_read_timeout(Some(LIMIT)).unwrap();
+    conn.write_all(msg).unwrap();
+    let mut buf = vec![0u8; msg.len()];
+    conn.read_exact(&mut buf).unwrap();
+    assert_eq!(buf, msg);
+}
+
+/// Opens connections to an echo server in process `pid` (fd limit `fd_limit`) until it is out
+/// of descriptors: twice its limit, and the last one's echo ("?") does not come back within
+/// a short wait. Returns them all.
+pub fn exhaust(addr: &str, pid: u32, fd_limit: u64) -> Vec<std::net::TcpStream> {
+    use std::io::{Read, Write};
+    let mut conns: Vec<std::net::TcpStream> = (0..2 * fd_limit)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let last = conns.last_mut().unwrap();
+    last.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    last.write_all(b"?").unwrap();
+    let err = last.read(&mut [0u8; 1]).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
+        "{err}"
+    );
+    assert!(
+        open_fds(pid) as u64 >= fd_limit,
+        "the server is not out of fds"
+    );
+    conns
+}
+
 /// A Go-net echo handler (threads, coroutines): echoes until end of stream, then returns the
 /// byte count; every call bounded by a deadline of LIMIT.
 pub fn echo_sync() -> SyncHandler {
-    Arc::new(|conn: TcpConn| {
+    echo_sync_counted(Received::default())
+}
+
+/// [`echo_sync`], counting what each connection received into `received`.
+pub fn echo_sync_counted(received: Received) -> SyncHandler {
+    Arc::new(move |conn: TcpConn| {
         use std::io::{Read, Write};
+        let count = counter(&received);
         conn.set_deadline(Some(Instant::now() + LIMIT))?;
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0u64;
@@ -278,6 +513,7 @@ pub fn echo_sync() -> SyncHandler {
             if n == 0 {
                 return Ok(total);
             }
+            count.fetch_add(n as u64, Ordering::SeqCst);
             (&conn).write_all(&buf[..n])?;
             total += n as u64;
         }
@@ -286,7 +522,13 @@ pub fn echo_sync() -> SyncHandler {
 
 /// [`echo_sync`] as a future, for tasks.
 pub fn echo_async() -> AsyncHandler {
-    Arc::new(|mut conn: TcpConn| {
+    echo_async_counted(Received::default())
+}
+
+/// [`echo_sync_counted`] as a future, for tasks.
+pub fn echo_async_counted(received: Received) -> AsyncHandler {
+    Arc::new(move |mut conn: TcpConn| {
+        let count = counter(&received);
         Box::pin(async move {
             use futures::io::{AsyncReadExt, AsyncWriteExt};
             conn.set_deadline(Some(Instant::now() + LIMIT))?;
@@ -297,11 +539,19 @@ pub fn echo_async() -> AsyncHandler {
                 if n == 0 {
                     return Ok(total);
                 }
+                count.fetch_add(n as u64, Ordering::SeqCst);
                 conn.write_all(&buf[..n]).await?;
                 total += n as u64;
             }
         })
     })
+}
+
+/// A new connection's counter, registered in `received`.
+pub fn counter(received: &Received) -> Arc<AtomicU64> {
+    let count = Arc::new(AtomicU64::new(0));
+    received.lock().unwrap().push(count.clone());
+    count
 }
 
 /// Sends `data` from a second thread while reading the echo, half-closes, reads to EOF;

@@ -166,6 +166,15 @@ pub fn echo<C>(_: &C, conn: &netpoll::Connection) -> std::io::Result<()> {
     writer.flush()
 }
 
+/// A line echo handler: takes a whole line (waiting for it, or, inline, called again until it
+/// is complete) and sends it back.
+pub fn line_echo<C>(_: &C, conn: &netpoll::Connection) -> std::io::Result<()> {
+    let line = conn.reader().until(b'\n')?;
+    let mut writer = conn.writer();
+    writer.write_direct(line)?;
+    writer.flush()
+}
+
 /// Deterministic test data: byte `i` of stream `seed`.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::state::*;
-use super::{lock, ConnInner};
+use super::{lock, ConnInner, Executor};
 use crate::poll::{EventHandler, PollEvent, Ready};
 use crate::sys::socket::{readv, sendmsg};
 
@@ -145,6 +145,7 @@ impl ConnInner {
                     consumer.skip(n)?;
                     consumer.release();
                     self.touch();
+                    self.sent.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => {
@@ -179,6 +180,10 @@ impl ConnInner {
                         Ok(true) => {}
                         Ok(false) => {
                             self.state.set(WRITE_WAIT);
+                            if matches!(self.executor, Executor::Inline) {
+                                // Output of an inline flush, which does not wait.
+                                self.self_arc().watch_unwaited_output();
+                            }
                         }
                         Err(e) => return self.self_arc().close_with(e.kind()),
                     }

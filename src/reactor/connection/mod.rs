@@ -181,6 +181,11 @@ pub(crate) struct ConnInner {
     partial_consumed: AtomicU64,
     /// A partial-frame timer is pending (one at a time per connection).
     partial_timer: AtomicBool,
+    /// Bytes handed to the kernel, ever: the write timeout of output no flush waits for
+    /// (an inline handler's) watches it move.
+    sent: AtomicU64,
+    /// That write timer is pending (one at a time per connection).
+    write_timer: AtomicBool,
 
     callbacks: Mutex<Callbacks>,
     close_reason: OnceLock<ErrorKind>,
@@ -277,6 +282,8 @@ impl Connection {
                 partial_since: AtomicU64::new(0),
                 partial_consumed: AtomicU64::new(0),
                 partial_timer: AtomicBool::new(false),
+                sent: AtomicU64::new(0),
+                write_timer: AtomicBool::new(false),
                 callbacks: Mutex::new(Callbacks::default()),
                 close_reason: OnceLock::new(),
             }
@@ -426,7 +433,9 @@ impl Connection {
             .store(to_ms(timeout), Ordering::Relaxed);
     }
 
-    /// Bounds how long a flush (or a write past the output cap) waits for the peer to read.
+    /// Bounds how long a flush (or a write past the output cap) waits for the peer to read;
+    /// for output no flush waits for (an inline handler's), how long the peer may take none
+    /// of it before the connection is closed.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) {
         self.inner
             .write_timeout_ms
@@ -880,6 +889,52 @@ impl ConnInner {
                 {
                     return;
                 }
+            }
+        });
+    }
+
+    /// A flush that did not wait (an inline handler's, on the poller thread) left output for
+    /// the poller: the write timeout bounds how long the peer may take none of it, then the
+    /// connection is closed (`TimedOut`), where a waiting flush would have failed. One timer
+    /// at a time per connection; it re-arms while the peer takes bytes and stops once the
+    /// output drained.
+    pub(crate) fn watch_unwaited_output(self: &Arc<Self>) {
+        if self.write_timeout().is_some() && !self.write_timer.swap(true, Ordering::SeqCst) {
+            self.arm_write_timer(self.sent.load(Ordering::Relaxed));
+        }
+    }
+
+    /// The timer of `watch_unwaited_output`: closes if nothing was sent since `sent`.
+    /// `write_timer` is cleared before the last look, so a flush that leaves output meanwhile
+    /// either sees the flag clear and arms its own timer, or is seen here.
+    fn arm_write_timer(self: &Arc<Self>, sent: u64) {
+        let Some(timeout) = self.write_timeout() else {
+            self.write_timer.store(false, Ordering::SeqCst);
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        let _ = self.poller.schedule(Instant::now() + timeout, move || {
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.state.has(CLOSED) {
+                return;
+            }
+            if !inner.state.has(WRITE_WAIT) {
+                inner.write_timer.store(false, Ordering::SeqCst);
+                if inner.state.has(WRITE_WAIT) && !inner.write_timer.swap(true, Ordering::SeqCst) {
+                    inner.arm_write_timer(inner.sent.load(Ordering::Relaxed));
+                }
+                return;
+            }
+            let now = inner.sent.load(Ordering::Relaxed);
+            if now == sent && inner.write_timeout().is_some() {
+                log::debug!(
+                    "netpoll: {} took none of {} queued bytes within the write timeout",
+                    inner.peer_addr,
+                    inner.output.len()
+                );
+                inner.close_with(ErrorKind::TimedOut);
+            } else {
+                inner.arm_write_timer(now);
             }
         });
     }

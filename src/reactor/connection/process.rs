@@ -200,6 +200,7 @@ impl ConnInner {
             // The poller is sending; it clears OUTPUT_FULL below the cap (it reads the flag
             // after each send, and clears it together with WRITE_WAIT when drained).
             self.sync_interest();
+            self.self_arc().watch_unwaited_output();
             return true;
         }
         // Nobody is sending: send now, and leave the rest to the poller.
@@ -222,6 +223,7 @@ impl ConnInner {
         // it and clears it (another thread's flush may have drained the queue meanwhile).
         self.state.set(WRITE_WAIT);
         self.sync_interest();
+        self.self_arc().watch_unwaited_output();
         true
     }
 }

@@ -201,7 +201,9 @@ impl ConnInner {
             }
         }
         if self.runs_inline_here() {
-            // Inline handler: the poller it runs on sends the rest once this returns.
+            // Inline handler: the poller it runs on sends the rest once this returns, bounded
+            // by the write timeout.
+            self.watch_unwaited_output();
             return Ok(());
         }
         let deadline = self.write_timeout().map(|t| Instant::now() + t);
