@@ -551,3 +551,46 @@ fn writes_past_the_output_cap_wait_then_fail_against_a_peer_that_never_reads() {
     );
     assert!(queued <= CAP, "{queued} bytes queued past the cap");
 }
+
+/// `set_idle_timeout` called over and over (say once per request) keeps one idle timer per
+/// connection: each call used to schedule a fresh poller timer and leave the old ones pending
+/// until they fired, 10,000 calls, 10,000 timers for a minute.
+#[test]
+fn resetting_the_idle_timeout_keeps_one_timer() {
+    let manager = Arc::new(netpoll::poll::PollManager::new(1).unwrap());
+    let (conn_tx, conn_rx) = channel();
+    let conn_tx = shared(conn_tx);
+    let server = TestServer::start(
+        EventLoop::builder()
+            .poll_manager(manager.clone())
+            .on_connect(move |_, conn| {
+                let _ = conn_tx.lock().unwrap().send(conn.clone());
+            })
+            .on_request(echo)
+            .build()
+            .unwrap(),
+    );
+    let timers = || -> usize { manager.pollers().iter().map(|p| p.stats().timers).sum() };
+    let mut client = server.connect();
+    let conn: Connection = conn_rx.recv_timeout(LIMIT).unwrap();
+    let before = timers();
+    for _ in 0..10_000 {
+        conn.set_idle_timeout(Some(Duration::from_secs(60)));
+    }
+    let after = timers();
+    assert!(
+        after <= before + 1,
+        "{} timers pending after resetting the idle timeout 10,000 times ({before} before)",
+        after
+    );
+    // The timeout still works: a short one closes the quiet connection.
+    conn.set_idle_timeout(Some(Duration::from_millis(50)));
+    client.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        client.read(&mut byte).unwrap(),
+        0,
+        "not closed by the idle timeout"
+    );
+    assert_eq!(conn.close_reason(), Some(ErrorKind::TimedOut));
+}

@@ -31,7 +31,7 @@ pub use reader::ConnReader;
 pub use writer::ConnWriter;
 
 use crate::buffer::LinkBuffer;
-use crate::poll::{EventHandler, PollEvent, Poller, Registration};
+use crate::poll::{EventHandler, PollEvent, Poller, Registration, TimerKey};
 use crate::reactor::runner::HandlerPool;
 use crate::rt::wait::{Queue, WaitSet};
 use crate::transport::addr::Addr;
@@ -174,6 +174,9 @@ pub(crate) struct ConnInner {
     last_active: AtomicU64,
     /// Bumped by every `set_idle_timeout`, so an older idle timer chain stops.
     idle_seq: AtomicU32,
+    /// The pending idle timer, cancelled when `set_idle_timeout` starts a new chain (a caller
+    /// resetting it per request would otherwise leave one timer per call until it fired).
+    idle_timer: Mutex<Option<TimerKey>>,
     /// Inline handlers: `now_ms()` (at least 1) when the handler last began waiting for the
     /// rest of a frame, 0 while it waits for nothing. The read timeout bounds that wait.
     partial_since: AtomicU64,
@@ -279,6 +282,7 @@ impl Connection {
                 idle_timeout_ms: AtomicU64::new(to_ms(options.idle_timeout)),
                 last_active: AtomicU64::new(now_ms()),
                 idle_seq: AtomicU32::new(0),
+                idle_timer: Mutex::new(None),
                 partial_since: AtomicU64::new(0),
                 partial_consumed: AtomicU64::new(0),
                 partial_timer: AtomicBool::new(false),
@@ -787,32 +791,45 @@ impl ConnInner {
 
     fn start_idle_timer(self: &Arc<Self>) {
         let seq = self.idle_seq.fetch_add(1, Ordering::SeqCst) + 1;
-        if let Some(idle) = from_ms(self.idle_timeout_ms.load(Ordering::Relaxed)) {
-            self.arm_idle_timer(seq, Instant::now() + idle);
-        }
+        let at =
+            from_ms(self.idle_timeout_ms.load(Ordering::Relaxed)).map(|idle| Instant::now() + idle);
+        self.arm_idle_timer(seq, at);
     }
 
     /// One timer at a time per connection: when it fires it closes the connection if it was
-    /// idle long enough, otherwise re-arms for the moment it would be.
-    fn arm_idle_timer(self: &Arc<Self>, seq: u32, at: Instant) {
+    /// idle long enough, otherwise re-arms for the moment it would be. The previous timer is
+    /// cancelled, under the lock that also checks `seq` is still the newest chain's (so a
+    /// firing timer of an older chain cannot replace the newer one's key).
+    fn arm_idle_timer(self: &Arc<Self>, seq: u32, at: Option<Instant>) {
+        let mut pending = lock(&self.idle_timer);
+        if self.idle_seq.load(Ordering::SeqCst) != seq {
+            return;
+        }
+        if let Some(old) = pending.take() {
+            self.poller.cancel(old); // false when it is the one firing now
+        }
+        let Some(at) = at else { return };
         let weak = Arc::downgrade(self);
-        let _ = self.poller.schedule(at, move || {
-            let Some(inner) = weak.upgrade() else { return };
-            if inner.idle_seq.load(Ordering::SeqCst) != seq || inner.state.has(CLOSED) {
-                return;
-            }
-            let Some(idle) = from_ms(inner.idle_timeout_ms.load(Ordering::Relaxed)) else {
-                return;
-            };
-            let quiet = Duration::from_millis(
-                now_ms().saturating_sub(inner.last_active.load(Ordering::Relaxed)),
-            );
-            if quiet >= idle {
-                inner.close_with(ErrorKind::TimedOut);
-            } else {
-                inner.arm_idle_timer(seq, Instant::now() + (idle - quiet));
-            }
-        });
+        *pending = self
+            .poller
+            .schedule(at, move || {
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.idle_seq.load(Ordering::SeqCst) != seq || inner.state.has(CLOSED) {
+                    return;
+                }
+                let Some(idle) = from_ms(inner.idle_timeout_ms.load(Ordering::Relaxed)) else {
+                    return;
+                };
+                let quiet = Duration::from_millis(
+                    now_ms().saturating_sub(inner.last_active.load(Ordering::Relaxed)),
+                );
+                if quiet >= idle {
+                    inner.close_with(ErrorKind::TimedOut);
+                } else {
+                    inner.arm_idle_timer(seq, Some(Instant::now() + (idle - quiet)));
+                }
+            })
+            .ok();
     }
 
     /// Inline handlers, after each round of calls: a handler that returned waiting for more of
