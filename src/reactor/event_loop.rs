@@ -297,8 +297,12 @@ impl<C: Send + Sync + 'static> EventLoopBuilder<C> {
 
     /// Bounds how long a flush waits for the peer to read (default: no bound). Inline
     /// handlers' flushes never wait: for them it bounds how long the peer may take none of the
-    /// output they queued, then the connection is closed (`TimedOut`), so a peer that never
-    /// reads does not hold the connection and its queued output forever.
+    /// output they queued (no byte acknowledged, for TCP), then the connection is closed
+    /// (`TimedOut`), so a peer that never reads does not hold the connection and its queued
+    /// output forever, while one that reads slowly is not cut off. The close comes one to two
+    /// timeouts after the peer's last progress (one timer per connection, re-armed once per
+    /// timeout). Output queued from a foreign thread on an inline connection falls under the
+    /// same timer once an inline flush or the poller's sending has armed it.
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.options.write_timeout = Some(timeout);
         self

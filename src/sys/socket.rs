@@ -69,6 +69,18 @@ pub(crate) fn sendmsg(socket: &Socket, bufs: &[IoSlice<'_>]) -> io::Result<usize
     }
 }
 
+/// Bytes in the socket's send queue: for TCP, sent but not yet acknowledged plus not yet sent
+/// (`SIOCOUTQ`, which is `TIOCOUTQ`); for a Unix socket, written but not yet read by the peer.
+pub(crate) fn unsent_bytes(socket: &Socket) -> io::Result<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (= SIOCOUTQ) writes one int through the pointer, which points at a live c_int.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(queued.max(0) as usize)
+}
+
 /// Accepts one connection as a non-blocking, close-on-exec socket. `EINTR` is retried; every
 /// other error (including `EAGAIN`, `ECONNABORTED`, `EMFILE`) is the caller's to judge.
 pub(crate) fn accept4(listener: &Socket) -> io::Result<(Socket, SockAddr)> {

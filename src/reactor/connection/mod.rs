@@ -439,7 +439,8 @@ impl Connection {
 
     /// Bounds how long a flush (or a write past the output cap) waits for the peer to read;
     /// for output no flush waits for (an inline handler's), how long the peer may take none
-    /// of it before the connection is closed.
+    /// of it before the connection is closed (see `EventLoopBuilder::write_timeout`). Set
+    /// while such output is already queued, it applies from the next flush or send.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) {
         self.inner
             .write_timeout_ms
@@ -917,14 +918,14 @@ impl ConnInner {
     /// output drained.
     pub(crate) fn watch_unwaited_output(self: &Arc<Self>) {
         if self.write_timeout().is_some() && !self.write_timer.swap(true, Ordering::SeqCst) {
-            self.arm_write_timer(self.sent.load(Ordering::Relaxed));
+            self.arm_write_timer(self.peer_taken());
         }
     }
 
-    /// The timer of `watch_unwaited_output`: closes if nothing was sent since `sent`.
+    /// The timer of `watch_unwaited_output`: closes if the peer took nothing since `taken`.
     /// `write_timer` is cleared before the last look, so a flush that leaves output meanwhile
     /// either sees the flag clear and arms its own timer, or is seen here.
-    fn arm_write_timer(self: &Arc<Self>, sent: u64) {
+    fn arm_write_timer(self: &Arc<Self>, taken: u64) {
         let Some(timeout) = self.write_timeout() else {
             self.write_timer.store(false, Ordering::SeqCst);
             return;
@@ -938,12 +939,12 @@ impl ConnInner {
             if !inner.state.has(WRITE_WAIT) {
                 inner.write_timer.store(false, Ordering::SeqCst);
                 if inner.state.has(WRITE_WAIT) && !inner.write_timer.swap(true, Ordering::SeqCst) {
-                    inner.arm_write_timer(inner.sent.load(Ordering::Relaxed));
+                    inner.arm_write_timer(inner.peer_taken());
                 }
                 return;
             }
-            let now = inner.sent.load(Ordering::Relaxed);
-            if now == sent && inner.write_timeout().is_some() {
+            let now = inner.peer_taken();
+            if now == taken && inner.write_timeout().is_some() {
                 log::debug!(
                     "netpoll: {} took none of {} queued bytes within the write timeout",
                     inner.peer_addr,
@@ -954,6 +955,17 @@ impl ConnInner {
                 inner.arm_write_timer(now);
             }
         });
+    }
+
+    /// Bytes the peer has taken off our hands: handed to the kernel, less what still sits in
+    /// the socket's send queue. The poller hears of room in a full TCP send buffer only once
+    /// about a third of it is free, so `sent` alone stands still while a slow peer reads.
+    fn peer_taken(&self) -> u64 {
+        let sent = self.sent.load(Ordering::Relaxed);
+        match crate::sys::socket::unsent_bytes(&self.socket) {
+            Ok(queued) => sent.saturating_sub(queued as u64),
+            Err(_) => sent,
+        }
     }
 
     /// Records activity for the idle timer; free when no idle timeout is set.

@@ -208,6 +208,9 @@ impl ConnInner {
             Ok(true) => {}
             Ok(false) => {
                 self.state.set(WRITE_WAIT);
+                // Left to the poller, and no flush may come to wait for it (a `ready()` that
+                // sent the queue back under the cap returns Ok).
+                self.self_arc().watch_unwaited_output();
             }
             Err(e) => {
                 self.self_arc().close_with(e.kind());
