@@ -138,3 +138,64 @@ fn a_peer_that_keeps_reading_slowly_is_not_closed() {
         );
     }
 }
+
+/// The same over a Unix socket, whose send queue the kernel counts in whole buffers (about
+/// 36 KiB each here): a peer reading 160 KB/s frees one every ~0.25 s, well inside the
+/// timeout, though the poller hears of room only once three quarters of the queue are read.
+#[test]
+fn a_unix_peer_that_keeps_reading_slowly_is_not_closed() {
+    const REPLY: usize = 4 << 20;
+    const WRITE_TIMEOUT: Duration = Duration::from_millis(500);
+    let dir = std::env::temp_dir().join(format!("netpoll-wt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("slow.sock");
+    let (tx, closed) = mpsc::channel();
+    let server = TestServer::start_on(
+        EventLoop::builder()
+            .on_prepare(move |conn| {
+                let tx = tx.clone();
+                conn.add_close_callback(move |c| {
+                    let _ = tx.send((Instant::now(), c.close_reason()));
+                });
+            })
+            .inline_handlers()
+            .output_cap(REPLY * 2)
+            .write_timeout(WRITE_TIMEOUT)
+            .on_request(|_, conn| {
+                let mut reader = conn.reader();
+                let n = reader.len();
+                reader.skip(n)?;
+                drop(reader);
+                let mut writer = conn.writer();
+                writer.write_binary(&vec![7u8; REPLY])?;
+                writer.flush()
+            })
+            .build()
+            .unwrap(),
+        netpoll::Listener::bind_unix(&path).unwrap(),
+        "127.0.0.1:1".parse().unwrap(),
+    );
+    let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    client.set_read_timeout(Some(LIMIT)).unwrap();
+    client.write_all(b"r").unwrap();
+    let started = Instant::now();
+    let (mut got, mut buf) = (0usize, vec![0u8; 8 * 1024]);
+    // About 160 KB/s: 8 KiB every 50 ms, for 3 s (the sleep paces a slow reader).
+    while started.elapsed() < Duration::from_secs(3) {
+        match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Ok((at, reason)) = closed.try_recv() {
+        if at < started + Duration::from_secs(3) {
+            panic!(
+                "closed ({reason:?}) {:?} after the request, the peer reading steadily ({got} bytes by the end)",
+                at - started
+            );
+        }
+    }
+}

@@ -297,7 +297,8 @@ impl<C: Send + Sync + 'static> EventLoopBuilder<C> {
 
     /// Bounds how long a flush waits for the peer to read (default: no bound). Inline
     /// handlers' flushes never wait: for them it bounds how long the peer may take none of the
-    /// output they queued (no byte acknowledged, for TCP), then the connection is closed
+    /// output they queued (for TCP no byte acknowledged; for a Unix socket no send buffer
+    /// read to its end, about 36 KiB at a time), then the connection is closed
     /// (`TimedOut`), so a peer that never reads does not hold the connection and its queued
     /// output forever, while one that reads slowly is not cut off. The close comes one to two
     /// timeouts after the peer's last progress (one timer per connection, re-armed once per

@@ -69,8 +69,10 @@ pub(crate) fn sendmsg(socket: &Socket, bufs: &[IoSlice<'_>]) -> io::Result<usize
     }
 }
 
-/// Bytes in the socket's send queue: for TCP, sent but not yet acknowledged plus not yet sent
-/// (`SIOCOUTQ`, which is `TIOCOUTQ`); for a Unix socket, written but not yet read by the peer.
+/// The socket's send queue (`SIOCOUTQ`, which is `TIOCOUTQ`): for TCP, bytes not yet
+/// acknowledged by the peer (sent or not); for a Unix stream socket, the allocated size of the
+/// buffers the peer has not finished reading (more than their payload, and it drops only when
+/// the peer has read a whole buffer).
 pub(crate) fn unsent_bytes(socket: &Socket) -> io::Result<usize> {
     let mut queued: libc::c_int = 0;
     // SAFETY: TIOCOUTQ (= SIOCOUTQ) writes one int through the pointer, which points at a live c_int.

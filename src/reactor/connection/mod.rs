@@ -637,6 +637,11 @@ impl ConnInner {
         // The peer sees end-of-stream now; the fd itself is closed when the last handle drops,
         // so its number cannot be reused while a thread might still use it.
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
+        // Its closure holds only a Weak, but a long idle timeout would keep it (and the
+        // connection's allocation) per closed connection under churn.
+        if let Some(key) = lock(&self.idle_timer).take() {
+            self.poller.cancel(key);
+        }
         self.wake_all();
         self.finish_if_done();
     }
@@ -918,14 +923,14 @@ impl ConnInner {
     /// output drained.
     pub(crate) fn watch_unwaited_output(self: &Arc<Self>) {
         if self.write_timeout().is_some() && !self.write_timer.swap(true, Ordering::SeqCst) {
-            self.arm_write_timer(self.peer_taken());
+            self.arm_write_timer(self.progress());
         }
     }
 
-    /// The timer of `watch_unwaited_output`: closes if the peer took nothing since `taken`.
-    /// `write_timer` is cleared before the last look, so a flush that leaves output meanwhile
-    /// either sees the flag clear and arms its own timer, or is seen here.
-    fn arm_write_timer(self: &Arc<Self>, taken: u64) {
+    /// The timer of `watch_unwaited_output`: closes if the peer made no progress since
+    /// `seen`. `write_timer` is cleared before the last look, so a flush that leaves output
+    /// meanwhile either sees the flag clear and arms its own timer, or is seen here.
+    fn arm_write_timer(self: &Arc<Self>, seen: Progress) {
         let Some(timeout) = self.write_timeout() else {
             self.write_timer.store(false, Ordering::SeqCst);
             return;
@@ -939,12 +944,12 @@ impl ConnInner {
             if !inner.state.has(WRITE_WAIT) {
                 inner.write_timer.store(false, Ordering::SeqCst);
                 if inner.state.has(WRITE_WAIT) && !inner.write_timer.swap(true, Ordering::SeqCst) {
-                    inner.arm_write_timer(inner.peer_taken());
+                    inner.arm_write_timer(inner.progress());
                 }
                 return;
             }
-            let now = inner.peer_taken();
-            if now == taken && inner.write_timeout().is_some() {
+            let now = inner.progress();
+            if !now.moved_since(seen) && inner.write_timeout().is_some() {
                 log::debug!(
                     "netpoll: {} took none of {} queued bytes within the write timeout",
                     inner.peer_addr,
@@ -957,14 +962,10 @@ impl ConnInner {
         });
     }
 
-    /// Bytes the peer has taken off our hands: handed to the kernel, less what still sits in
-    /// the socket's send queue. The poller hears of room in a full TCP send buffer only once
-    /// about a third of it is free, so `sent` alone stands still while a slow peer reads.
-    fn peer_taken(&self) -> u64 {
-        let sent = self.sent.load(Ordering::Relaxed);
-        match crate::sys::socket::unsent_bytes(&self.socket) {
-            Ok(queued) => sent.saturating_sub(queued as u64),
-            Err(_) => sent,
+    fn progress(&self) -> Progress {
+        Progress {
+            sent: self.sent.load(Ordering::Relaxed),
+            queued: crate::sys::socket::unsent_bytes(&self.socket).unwrap_or(usize::MAX),
         }
     }
 
@@ -973,6 +974,24 @@ impl ConnInner {
         if self.idle_timeout_ms.load(Ordering::Relaxed) != 0 {
             self.last_active.store(now_ms(), Ordering::Relaxed);
         }
+    }
+}
+
+/// What the write timer of inline output compares: bytes handed to the kernel, and the socket's
+/// send queue. Either moving is the peer's progress: `sent` alone stands still while a slow
+/// TCP peer reads, since a full send buffer reports room only once a third of it is free; the
+/// queue shrinks as the peer acknowledges (TCP) or reads whole buffers (Unix sockets, whose
+/// queue counts buffer sizes, not bytes).
+#[derive(Clone, Copy)]
+struct Progress {
+    sent: u64,
+    /// `usize::MAX` when the kernel would not say.
+    queued: usize,
+}
+
+impl Progress {
+    fn moved_since(self, then: Progress) -> bool {
+        self.sent != then.sent || self.queued < then.queued
     }
 }
 
