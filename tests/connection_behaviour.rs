@@ -454,10 +454,15 @@ fn a_frame_larger_than_the_input_cap_still_arrives() {
 fn graceful_shutdown_finishes_the_request_in_flight_and_closes_idle_ones() {
     let (entered_tx, entered_rx) = channel();
     let (release_tx, release_rx) = channel::<()>();
+    let (connected_tx, connected_rx) = channel();
     let entered_tx = shared(entered_tx);
+    let connected_tx = shared(connected_tx);
     let release_rx = Arc::new(Mutex::new(release_rx));
     let mut server = TestServer::start(
         EventLoop::builder()
+            .on_connect(move |_, _| {
+                let _ = connected_tx.lock().unwrap().send(());
+            })
             .on_request(move |ctx, conn| {
                 let _ = entered_tx.lock().unwrap().send(());
                 // Waits off the poller: a coroutine handler must not block its thread.
@@ -472,6 +477,10 @@ fn graceful_shutdown_finishes_the_request_in_flight_and_closes_idle_ones() {
     let mut idle = server.connect();
     busy.write_all(b"in flight").unwrap();
     entered_rx.recv_timeout(LIMIT).unwrap();
+    // Both accepted: one still in the listener's backlog would be reset when it closes.
+    for _ in 0..2 {
+        connected_rx.recv_timeout(LIMIT).unwrap();
+    }
     let stopper = server.server.clone();
     let shutdown = std::thread::spawn(move || stopper.shutdown(Instant::now() + LIMIT));
     // The idle connection is closed at once, while the request is still running.
