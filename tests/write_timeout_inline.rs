@@ -28,6 +28,44 @@ fn client_with_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
     stream
 }
 
+/// When and why the connection closed.
+type Closed = mpsc::Receiver<(Instant, Option<ErrorKind>)>;
+
+/// An inline server that answers any input with `reply` bytes (then `flush`), its output cap
+/// twice that, the given write timeout and, if given, send buffer; it reports each close.
+fn replying_server(
+    reply: usize,
+    write_timeout: Duration,
+    sndbuf: Option<usize>,
+) -> (netpoll::EventLoop, Closed) {
+    let (tx, closed) = mpsc::channel();
+    let server = EventLoop::builder()
+        .on_prepare(move |conn| {
+            if let Some(size) = sndbuf {
+                conn.socket().set_send_buffer_size(size).unwrap();
+            }
+            let tx = tx.clone();
+            conn.add_close_callback(move |c| {
+                let _ = tx.send((Instant::now(), c.close_reason()));
+            });
+        })
+        .inline_handlers()
+        .output_cap(reply * 2)
+        .write_timeout(write_timeout)
+        .on_request(move |_, conn| {
+            let mut reader = conn.reader();
+            let n = reader.len();
+            reader.skip(n)?;
+            drop(reader);
+            let mut writer = conn.writer();
+            writer.write_binary(&vec![7u8; reply])?;
+            writer.flush()
+        })
+        .build()
+        .unwrap();
+    (server, closed)
+}
+
 #[test]
 fn a_ready_that_sends_below_the_cap_still_arms_the_write_timeout() {
     const CAP: usize = 256 * 1024;
@@ -85,31 +123,8 @@ fn a_ready_that_sends_below_the_cap_still_arms_the_write_timeout() {
 fn a_peer_that_keeps_reading_slowly_is_not_closed() {
     const REPLY: usize = 16 << 20;
     const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
-    let (tx, closed) = mpsc::channel();
-    let server = TestServer::start(
-        EventLoop::builder()
-            .on_prepare(move |conn| {
-                conn.socket().set_send_buffer_size(4 << 20).unwrap();
-                let tx = tx.clone();
-                conn.add_close_callback(move |c| {
-                    let _ = tx.send((Instant::now(), c.close_reason()));
-                });
-            })
-            .inline_handlers()
-            .output_cap(REPLY * 2)
-            .write_timeout(WRITE_TIMEOUT)
-            .on_request(|_, conn| {
-                let mut reader = conn.reader();
-                let n = reader.len();
-                reader.skip(n)?;
-                drop(reader);
-                let mut writer = conn.writer();
-                writer.write_binary(&vec![7u8; REPLY])?;
-                writer.flush()
-            })
-            .build()
-            .unwrap(),
-    );
+    let (server, closed) = replying_server(REPLY, WRITE_TIMEOUT, Some(4 << 20));
+    let server = TestServer::start(server);
     let mut client = client_with_rcvbuf(server.addr, 256 * 1024);
     client.write_all(b"r").unwrap();
     let started = Instant::now();
@@ -149,29 +164,9 @@ fn a_unix_peer_that_keeps_reading_slowly_is_not_closed() {
     let dir = std::env::temp_dir().join(format!("netpoll-wt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("slow.sock");
-    let (tx, closed) = mpsc::channel();
+    let (server, closed) = replying_server(REPLY, WRITE_TIMEOUT, None);
     let server = TestServer::start_on(
-        EventLoop::builder()
-            .on_prepare(move |conn| {
-                let tx = tx.clone();
-                conn.add_close_callback(move |c| {
-                    let _ = tx.send((Instant::now(), c.close_reason()));
-                });
-            })
-            .inline_handlers()
-            .output_cap(REPLY * 2)
-            .write_timeout(WRITE_TIMEOUT)
-            .on_request(|_, conn| {
-                let mut reader = conn.reader();
-                let n = reader.len();
-                reader.skip(n)?;
-                drop(reader);
-                let mut writer = conn.writer();
-                writer.write_binary(&vec![7u8; REPLY])?;
-                writer.flush()
-            })
-            .build()
-            .unwrap(),
+        server,
         netpoll::Listener::bind_unix(&path).unwrap(),
         "127.0.0.1:1".parse().unwrap(),
     );
