@@ -606,7 +606,7 @@ fn idle(kind: &str, conns: usize, timeout: Duration) -> Result<(), String> {
         bar.inc(1);
     }
     // Wait until the server has accepted them all: its fd count covers them.
-    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let fds = || sys::fd_count(pid);
     bar.set_message("waiting for the server to accept them");
     bar.set_position((fds().min(conns)) as u64);
     let deadline = Instant::now() + timeout;

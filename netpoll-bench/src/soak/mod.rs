@@ -251,17 +251,13 @@ fn start(spec: &Spec, logs: &std::path::Path) -> Result<ServerProcess, String> {
     }
 }
 
-fn fd_count(pid: u32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
 /// The fd count once it holds still for 200 ms (closes finish on the server's pollers).
 fn settled_fds(pid: u32) -> usize {
-    let mut last = fd_count(pid);
+    let mut last = sys::fd_count(pid);
     let give_up = Instant::now() + Duration::from_secs(5);
     loop {
         std::thread::sleep(Duration::from_millis(200));
-        let now = fd_count(pid);
+        let now = sys::fd_count(pid);
         if now == last || Instant::now() > give_up {
             return now;
         }
@@ -405,10 +401,9 @@ pub fn run(args: &SoakArgs) -> Result<(), String> {
             }
         }
         // The sampler: footprints, and whether each server still runs.
-        let mut dead = vec![false; running.len()];
         while Instant::now() < deadline && !interrupted.load(Ordering::Relaxed) {
-            for (i, server) in running.iter().enumerate() {
-                if dead[i] {
+            for server in &running {
+                if server.crashed.load(Ordering::Relaxed) {
                     continue;
                 }
                 let alive = server
@@ -418,7 +413,6 @@ pub fn run(args: &SoakArgs) -> Result<(), String> {
                     .check_alive();
                 match alive {
                     Err(e) => {
-                        dead[i] = true;
                         server.crashed.store(true, Ordering::Relaxed);
                         server.problem(format!("crashed: {e}"));
                     }
@@ -427,7 +421,7 @@ pub fn run(args: &SoakArgs) -> Result<(), String> {
                             let sample = Sample {
                                 at: started.elapsed(),
                                 rss_kib,
-                                fds: fd_count(server.pid),
+                                fds: sys::fd_count(server.pid),
                             };
                             server
                                 .samples
@@ -453,10 +447,10 @@ pub fn run(args: &SoakArgs) -> Result<(), String> {
     // After the load: fds back to the baseline, a clean exit on SIGTERM.
     for server in &running {
         let give_up = Instant::now() + Duration::from_secs(10);
-        let mut fds = fd_count(server.pid);
+        let mut fds = sys::fd_count(server.pid);
         while fds > server.baseline_fds && Instant::now() < give_up {
             std::thread::sleep(Duration::from_millis(50));
-            fds = fd_count(server.pid);
+            fds = sys::fd_count(server.pid);
         }
         server.fds_after.store(fds, Ordering::Relaxed);
         if fds > server.baseline_fds {

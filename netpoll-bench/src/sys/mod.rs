@@ -87,6 +87,11 @@ pub fn status_kib(pid: u32, field: &str) -> io::Result<u64> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{field} not in status")))
 }
 
+/// Open file descriptors of `pid` (0 once it is gone).
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
 /// Sends `signal` to `pid`.
 pub fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: kill takes plain integers.

@@ -145,7 +145,9 @@ impl ConnInner {
                     consumer.skip(n)?;
                     consumer.release();
                     self.touch();
-                    self.sent.fetch_add(n as u64, Ordering::Relaxed);
+                    // Only senders holding `send_lock` write it: no read-modify-write needed.
+                    let sent = self.sent.load(Ordering::Relaxed);
+                    self.sent.store(sent + n as u64, Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => {

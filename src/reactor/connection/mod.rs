@@ -184,8 +184,8 @@ pub(crate) struct ConnInner {
     partial_consumed: AtomicU64,
     /// A partial-frame timer is pending (one at a time per connection).
     partial_timer: AtomicBool,
-    /// Bytes handed to the kernel, ever: the write timeout of output no flush waits for
-    /// (an inline handler's) watches it move.
+    /// Bytes handed to the kernel, ever (written under `send_lock`): the write timeout of
+    /// output no flush waits for (an inline handler's) watches it move.
     sent: AtomicU64,
     /// That write timer is pending (one at a time per connection).
     write_timer: AtomicBool,
